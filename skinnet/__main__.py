@@ -1,0 +1,7 @@
+"""``python -m skinnet`` runs the CLI."""
+
+import sys
+
+from skinnet.cli import main
+
+sys.exit(main())

@@ -1,0 +1,138 @@
+"""The ``skinnet`` command: parses arguments and calls the library; no logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from skinnet.config import ConfigError
+from skinnet.data.io import InputError
+from skinnet.data.layout import LayoutError
+from skinnet.data.splits import SplitError
+from skinnet.networks.files import ModelFileError
+from skinnet.training.trainer import TrainingError
+
+USER_ERRORS = (ConfigError, InputError, LayoutError, SplitError, ModelFileError, TrainingError)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from skinnet.config import load_config
+    from skinnet.training.trainer import train_fold
+
+    config = load_config(args.config, args.overrides)
+    data = args.data or config.data.root
+    if not data:
+        raise ConfigError("no data folder: pass --data DIR or set data.root in the config")
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    started = time.perf_counter()
+    result = train_fold(config, data, out, fold=args.fold, resume=args.resume)
+    print(f"fold {args.fold}: best epoch {result.best_epoch + 1}, validation DC {result.best_val_dc:.4f} "
+          f"(at {config.data.image_size}px); {(time.perf_counter() - started) / 60:.1f} min")
+    print(f"validation predictions at full size: {result.fold_dir / 'val_predictions'}")
+    print("  ".join(f"{key} {result.val_summary[key]:.4f}" for key in ("AC", "DC", "JI", "SE", "SP", "TJI")))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from skinnet.evaluation.evaluate import evaluate_folders
+
+    evaluation = evaluate_folders(args.pred, args.gt, strict=args.strict)
+    if args.csv:
+        evaluation.write_csv(args.csv)
+    if args.json:
+        print(json.dumps(evaluation.summary))
+    else:
+        print(evaluation.table())
+        if evaluation.unmatched_truth:
+            print(f"({evaluation.unmatched_truth} ground-truth masks have no prediction and were not scored)")
+    return report_problems(evaluation.problems)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from skinnet.inference.predict import predict_files
+    from skinnet.inference.segmenter import Segmenter
+
+    if args.model is None:
+        raise ModelFileError("no model: pass --model PATH (a best.safetensors written by skinnet train or "
+                             "skinnet demo); no pretrained model ships with this version yet")
+    segmenter = Segmenter.from_file(args.model, device=args.device)
+    started = time.perf_counter()
+    report = predict_files(segmenter, args.inputs, args.out, with_overlay=args.overlay, strict=args.strict)
+    seconds = time.perf_counter() - started
+    for path in report.written:
+        print(path)
+    print(f"{len(report.written)} masks written to {args.out} in {seconds:.2f} s", file=sys.stderr)
+    return report_problems(report.failed)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from skinnet.demo import run_demo
+
+    run_demo(args.out, epochs=args.epochs)
+    return 0
+
+
+def report_problems(problems: list[str]) -> int:
+    """Print every problem of a batch at the end; non-zero exit status when there was any."""
+    if not problems:
+        return 0
+    print(f"\n{len(problems)} file(s) failed:", file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skinnet", description="SkinNet skin lesion segmentation")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train one cross-validation fold")
+    train.add_argument("--config", required=True, help="YAML config, e.g. configs/cpu.yaml")
+    train.add_argument("--fold", type=int, default=0, help="fold to validate on (default 0)")
+    train.add_argument("--data", help="data folder (official ISIC 2017 layout, images/+masks/, or flat)")
+    train.add_argument("--out", help="run folder (default runs/<config name>)")
+    train.add_argument("--resume", action="store_true", help="continue from the fold's last.pt")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=5")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="score predicted masks against ground truth")
+    evaluate.add_argument("--pred", required=True, help="folder of predicted masks (<id>_segmentation.png)")
+    evaluate.add_argument("--gt", required=True, help="folder of ground-truth masks, or a data folder")
+    evaluate.add_argument("--csv", help="write one row of metrics per image to this CSV file")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object of the means")
+    evaluate.add_argument("--strict", action="store_true", help="stop at the first bad file")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="segment images; writes <id>_segmentation.png")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    predict.add_argument("--out", required=True, help="output folder")
+    predict.add_argument("--model", help="model file (.safetensors or .pt)")
+    predict.add_argument("--overlay", action="store_true", help="also write <id>_overlay.png")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    predict.add_argument("--strict", action="store_true", help="stop at the first bad file")
+    predict.set_defaults(func=cmd_predict)
+
+    demo = sub.add_parser("demo", help="train on the bundled samples for a few minutes and segment held-out ones")
+    demo.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
+    demo.add_argument("--epochs", type=int, help="epochs (default 40)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        print(f"skinnet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

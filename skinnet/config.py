@@ -1,0 +1,192 @@
+"""Typed run configuration: dataclass defaults, YAML files that override them, ``key=value`` overrides.
+
+A config file only names what differs from the defaults below. Unknown keys and values of the wrong type
+are errors that name the file and the key, so that a typo never silently trains the wrong model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be applied."""
+
+
+@dataclass
+class ModelConfig:
+    """Network architecture (see :mod:`skinnet.networks`)."""
+
+    name: str = "skinnet"
+    width: int = 32
+    depth: int = 4
+    growth: int | None = None
+    dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    in_channels: int = 3
+    num_classes: int = 2
+
+
+@dataclass
+class DataConfig:
+    """Where the pairs are, how they are resized, normalised and augmented."""
+
+    root: str | None = None
+    image_size: int = 512
+    # Per-channel RGB mean/std (0-255 scale) of the 2000 ISIC 2017 training images at 256x256.
+    mean: list[float] = field(default_factory=lambda: [180.5, 150.8, 139.5])
+    std: list[float] = field(default_factory=lambda: [39.2, 41.3, 45.0])
+    cache_dir: str | None = None
+    num_workers: int = 0
+    augment: bool = True
+    rotate_limit: float = 180.0
+    shift_limit: float = 0.1
+    scale_limit: float = 0.15
+    color_shift: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping of one training run."""
+
+    epochs: int = 100
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    lr_factor: float = 0.5
+    lr_patience: int = 5
+    min_lr: float = 1e-6
+    n_folds: int = 5
+    seed: int = 42
+    amp: bool = True
+    device: str = "auto"
+    threads: int | None = None
+
+
+@dataclass
+class Config:
+    """The whole configuration of a run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a field annotation, converting ints to floats where a float is expected."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if annotation in (float, str) and not isinstance(value, annotation):
+        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _apply(section: Any, values: dict[str, Any], where: str) -> None:
+    hints = typing.get_type_hints(type(section))
+    names = {f.name for f in dataclasses.fields(section)}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(names))})")
+        current = getattr(section, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{key}: expected a mapping, got {value!r}")
+            _apply(current, value, f"{where}.{key}")
+        else:
+            setattr(section, key, _coerce(value, hints[key], f"{where}.{key}"))
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn ``["train.epochs=3", "model.dilations=[1,2]"]`` into a nested dict (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.epochs=10")
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Build a :class:`Config` from the defaults, an optional YAML file and ``key=value`` overrides.
+
+    Args:
+        path: YAML file whose keys override the defaults; ``None`` for the defaults alone.
+        overrides: dotted ``section.key=value`` strings applied after the file.
+
+    Raises:
+        ConfigError: the file is missing or malformed, or a key or value is invalid.
+    """
+    config = Config()
+    if path is not None:
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read config ({err.strerror})") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections (model, data, train)")
+        _apply(config, values, str(path))
+    if overrides:
+        _apply(config, parse_overrides(overrides), "override")
+    validate(config)
+    return config
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Rebuild a :class:`Config` saved with :meth:`Config.to_dict` (e.g. inside a checkpoint)."""
+    config = Config()
+    _apply(config, values, "saved config")
+    return config
+
+
+def validate(config: Config) -> None:
+    """Reject values that would fail later, deep inside training."""
+    step = 2 ** config.model.depth
+    if config.data.image_size % step:
+        raise ConfigError(
+            f"data.image_size={config.data.image_size} must be divisible by 2**model.depth={step}"
+        )
+    for name in ("width", "depth", "in_channels", "num_classes"):
+        if getattr(config.model, name) < 1:
+            raise ConfigError(f"model.{name} must be at least 1")
+    if config.model.num_classes != 2:
+        raise ConfigError("model.num_classes must be 2 (background, lesion) for lesion segmentation")
+    if any(rate < 1 for rate in config.model.dilations) or not config.model.dilations:
+        raise ConfigError("model.dilations must be a non-empty list of positive rates")
+    if config.train.epochs < 1 or config.train.batch_size < 1 or config.train.lr <= 0:
+        raise ConfigError("train.epochs, train.batch_size and train.lr must be positive")
+    if config.train.n_folds < 2:
+        raise ConfigError("train.n_folds must be at least 2")
+    if len(config.data.mean) != config.model.in_channels or len(config.data.std) != config.model.in_channels:
+        raise ConfigError("data.mean and data.std need one value per input channel")

@@ -1,0 +1,1 @@
+"""Data: reading files, finding pairs, caching, splitting, augmenting."""

@@ -1,0 +1,46 @@
+"""Torch dataset over cached, resized pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import albumentations as A
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from skinnet.data.cache import CachedPairs
+from skinnet.data.transforms import normalize
+
+
+class LesionDataset(Dataset):
+    """Yields ``(image float32 (3, S, S), mask int64 (S, S))`` with optional augmentation.
+
+    Args:
+        pairs: cached images and masks.
+        mean: per-channel mean used for normalisation.
+        std: per-channel standard deviation.
+        augment: albumentations pipeline applied to image and mask together, or ``None``.
+    """
+
+    def __init__(
+        self,
+        pairs: CachedPairs,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augment: A.Compose | None = None,
+    ) -> None:
+        self.pairs = pairs
+        self.mean, self.std = list(mean), list(std)
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.pairs.ids)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = np.asarray(self.pairs.images[index])
+        mask = np.asarray(self.pairs.masks[index], dtype=np.uint8)
+        if self.augment is not None:
+            out = self.augment(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        return torch.from_numpy(normalize(image, self.mean, self.std)), torch.from_numpy(mask.astype(np.int64))

@@ -1,0 +1,58 @@
+"""Seeded k-fold splits saved as JSON that a user may read and edit.
+
+Format: ``{"seed": 42, "n_folds": 5, "folds": [[id, ...], ...]}``; fold ``k`` validates on
+``folds[k]`` and trains on all other folds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from skinnet.data.io import write_text
+
+
+class SplitError(ValueError):
+    """A split file that does not match the data."""
+
+
+def make_folds(ids: list[str], n_folds: int, seed: int) -> list[list[str]]:
+    """Shuffle ``ids`` with ``seed`` and deal them into ``n_folds`` folds of near-equal size."""
+    if len(ids) < n_folds:
+        raise SplitError(f"{len(ids)} pairs cannot be split into {n_folds} folds")
+    shuffled = sorted(ids)
+    random.Random(seed).shuffle(shuffled)
+    return [sorted(shuffled[k::n_folds]) for k in range(n_folds)]
+
+
+def load_or_create_folds(path: str | Path, ids: list[str], n_folds: int, seed: int) -> list[list[str]]:
+    """Read the split file at ``path``, or create it from ``ids`` if it does not exist.
+
+    Raises:
+        SplitError: the file is malformed, lists an ID twice, or names IDs missing from the data.
+    """
+    path = Path(path)
+    if not path.exists():
+        folds = make_folds(ids, n_folds, seed)
+        write_text(path, json.dumps({"seed": seed, "n_folds": n_folds, "folds": folds}, indent=1))
+        return folds
+    try:
+        folds = json.loads(path.read_text())["folds"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise SplitError(f"{path}: not a split file ({err})") from err
+    listed = [key for fold in folds for key in fold]
+    if len(listed) != len(set(listed)):
+        raise SplitError(f"{path}: an ID appears in more than one fold")
+    unknown = sorted(set(listed) - set(ids))
+    if unknown:
+        raise SplitError(f"{path}: {len(unknown)} IDs are not in the data, e.g. {unknown[:3]}")
+    return folds
+
+
+def fold_ids(folds: list[list[str]], fold: int) -> tuple[list[str], list[str]]:
+    """(train IDs, validation IDs) of fold ``fold``."""
+    if not 0 <= fold < len(folds):
+        raise SplitError(f"fold {fold} does not exist; the split has folds 0..{len(folds) - 1}")
+    train = [key for k, ids in enumerate(folds) if k != fold for key in ids]
+    return train, list(folds[fold])

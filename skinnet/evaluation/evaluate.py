@@ -1,0 +1,85 @@
+"""Score a folder of predicted masks against ground truth, image by image, like the official scorer."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from skinnet.data.io import InputError, read_mask, write_text
+from skinnet.data.layout import LayoutError, find_pairs, list_masks
+from skinnet.metrics import METRIC_NAMES, image_metrics, mean_metrics
+
+
+@dataclass
+class Evaluation:
+    """Per-image metrics, their means, and the files that could not be scored."""
+
+    rows: list[dict[str, float | str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    unmatched_truth: int = 0
+
+    @property
+    def summary(self) -> dict[str, float]:
+        return mean_metrics(self.rows)  # type: ignore[arg-type]
+
+    def table(self) -> str:
+        """Mean and standard deviation of each metric over images, as a plain-text table."""
+        lines = [f"{'metric':<6} {'mean':>7} {'sd':>7}   (n = {len(self.rows)} images)"]
+        for name in METRIC_NAMES:
+            values = np.array([row[name] for row in self.rows], dtype=float)
+            mean = values.mean() if len(values) else math.nan
+            sd = values.std(ddof=1) if len(values) > 1 else math.nan
+            lines.append(f"{name:<6} {mean:7.4f} {sd:7.4f}")
+        return "\n".join(lines)
+
+    def write_csv(self, path: str | Path) -> None:
+        """One row per image: ``id`` and the six metrics (atomically written)."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["id", *METRIC_NAMES], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text(path, buffer.getvalue())
+
+
+def truth_masks(gt: str | Path) -> dict[str, Path]:
+    """Ground-truth masks by ID: from a data root in any supported layout, or a plain folder of masks."""
+    try:
+        return {pair.id: pair.mask for pair in find_pairs(gt).pairs}
+    except LayoutError:
+        return list_masks(gt)
+
+
+def evaluate_folders(pred_dir: str | Path, gt: str | Path, strict: bool = False) -> Evaluation:
+    """Score every prediction ``X_segmentation.png`` (or ``X.png``) in ``pred_dir`` against truth ``X``.
+
+    Every prediction must have a ground truth; ground truths without a prediction are counted in
+    ``unmatched_truth`` and not scored (so one fold's predictions can be scored against all masks).
+
+    Args:
+        pred_dir: folder of predicted masks.
+        gt: folder of ground-truth masks or a data root.
+        strict: raise at the first problem instead of recording it and going on.
+    """
+    predictions = list_masks(pred_dir)
+    truths = truth_masks(gt)
+    result = Evaluation(unmatched_truth=len(set(truths) - set(predictions)))
+    for key, pred_path in sorted(predictions.items()):
+        try:
+            if key not in truths:
+                raise InputError(pred_path, f"no ground-truth mask for ID {key!r} in {gt}")
+            truth, pred = read_mask(truths[key]), read_mask(pred_path)
+            if truth.shape != pred.shape:
+                raise InputError(pred_path, f"prediction is {pred.shape[1]}x{pred.shape[0]}, ground truth "
+                                            f"{truths[key].name} is {truth.shape[1]}x{truth.shape[0]}")
+        except InputError as err:
+            if strict:
+                raise
+            result.problems.append(str(err))
+            continue
+        result.rows.append({"id": key, **image_metrics(truth, pred)})
+    return result

@@ -1,0 +1,1 @@
+"""Training: one fold's loop, checkpoints and logs."""

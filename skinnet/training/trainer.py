@@ -1,0 +1,216 @@
+"""Training of one cross-validation fold: the loop of the paper (eq. 1 loss, Adam, LR on plateau)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from skinnet.config import Config
+from skinnet.data.cache import CachedPairs, load_cached_pairs
+from skinnet.data.dataset import LesionDataset
+from skinnet.data.io import write_text
+from skinnet.data.layout import find_pairs
+from skinnet.data.splits import fold_ids, load_or_create_folds
+from skinnet.data.transforms import training_augmentation
+from skinnet.evaluation.evaluate import evaluate_folders
+from skinnet.inference.predict import predict_files
+from skinnet.inference.segmenter import Segmenter, resolve_device
+from skinnet.losses import soft_dice_loss
+from skinnet.metrics import image_metrics
+from skinnet.networks import build_model
+from skinnet.networks.files import save_weights
+from skinnet.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from skinnet.training.logs import EpochLog, read_log
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN)."""
+
+
+@dataclass
+class FoldResult:
+    """Where a fold's outputs are and how its validation images scored."""
+
+    fold_dir: Path
+    best_epoch: int
+    best_val_dc: float
+    val_summary: dict[str, float]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def batch_dice_jaccard(logits: torch.Tensor, target: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-image DC and JI of the argmax prediction (official conventions)."""
+    pred = logits.argmax(1).cpu().numpy().astype(bool)
+    truth = target.cpu().numpy().astype(bool)
+    scores = [image_metrics(t, p) for t, p in zip(truth, pred, strict=True)]
+    return [s["DC"] for s in scores], [s["JI"] for s in scores]
+
+
+def run_epoch(model: nn.Module, loader: DataLoader, device: torch.device,
+              optimizer: torch.optim.Optimizer | None = None, scaler: torch.amp.GradScaler | None = None,
+              desc: str = "") -> dict[str, float]:
+    """One pass over ``loader``; trains when an optimizer is given, else evaluates.
+
+    Returns the mean loss (weighted by batch size) and the mean per-image DC and JI.
+
+    Raises:
+        TrainingError: the loss is NaN or infinite.
+    """
+    training = optimizer is not None
+    model.train(training)
+    total_loss, count, dices, jaccards = 0.0, 0, [], []
+    use_amp = device.type == "cuda" and scaler is not None and scaler.is_enabled()
+    bar = tqdm(loader, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
+    with torch.set_grad_enabled(training):
+        for images, masks in bar:
+            images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+            with torch.autocast(device.type, enabled=use_amp):
+                logits = model(images)
+            loss = soft_dice_loss(logits, masks)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss became {loss.item()} ({desc}); lower train.lr or check the data")
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                if use_amp:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+            total_loss += loss.item() * len(images)
+            count += len(images)
+            dc, ji = batch_dice_jaccard(logits.detach(), masks)
+            dices += dc
+            jaccards += ji
+            bar.set_postfix(loss=f"{total_loss / count:.4f}", dc=f"{np.mean(dices):.3f}")
+    return {"loss": total_loss / max(count, 1), "dc": float(np.mean(dices)), "ji": float(np.mean(jaccards))}
+
+
+def prepare_fold(config: Config, data_root: str | Path, run_dir: str | Path,
+                 fold: int) -> tuple[CachedPairs, CachedPairs, list[Any]]:
+    """Find, cache and split the pairs; returns (train pairs, validation pairs, validation Pair records)."""
+    pairset = find_pairs(data_root)
+    for problem in pairset.problems:
+        warnings.warn(problem, stacklevel=2)
+    cached = load_cached_pairs(pairset.pairs, config.data.image_size, config.data.cache_dir)
+    folds = load_or_create_folds(Path(run_dir) / "splits.json", cached.ids, config.train.n_folds,
+                                 config.train.seed)
+    train_ids, val_ids = fold_ids(folds, fold)
+    present = set(cached.ids)
+    train_ids = [key for key in train_ids if key in present]
+    val_ids = [key for key in val_ids if key in present]
+    by_id = {pair.id: pair for pair in pairset.pairs}
+    return cached.subset(train_ids), cached.subset(val_ids), [by_id[key] for key in val_ids]
+
+
+def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold: int = 0,
+               resume: bool = False) -> FoldResult:
+    """Train one fold and write its outputs under ``run_dir/fold_<fold>/``.
+
+    Outputs: ``last.pt`` (full state, every epoch), ``best.pt`` and ``best.safetensors`` (best validation
+    DC), ``log.csv``, ``val_predictions/<id>_segmentation.png`` at the ground truth's size,
+    ``val_metrics.csv`` (per image) and ``val_summary.json``. The split is ``run_dir/splits.json``, created
+    from the seed if absent and reused (or user-edited) otherwise.
+
+    Args:
+        config: the run config.
+        data_root: data folder in any layout :func:`skinnet.data.layout.find_pairs` reads.
+        run_dir: the run's folder, shared by its folds.
+        fold: which fold to validate on.
+        resume: continue from ``last.pt`` if it exists.
+    """
+    run_dir = Path(run_dir)
+    fold_dir = run_dir / f"fold_{fold}"
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=1))
+    seed_everything(config.train.seed + fold)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    device = resolve_device(config.train.device)
+    train_pairs, val_pairs, val_records = prepare_fold(config, data_root, run_dir, fold)
+
+    model = build_model(config.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=config.train.lr_factor, patience=config.train.lr_patience,
+        min_lr=config.train.min_lr,
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=config.train.amp and device.type == "cuda")
+    start_epoch, best_dc, best_epoch, rows = 0, -math.inf, -1, []
+    if resume and (fold_dir / "last.pt").exists():
+        state = load_checkpoint(fold_dir / "last.pt")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, best_dc, best_epoch = state["epoch"] + 1, state["best_dc"], state["best_epoch"]
+        set_rng_state(state["rng"])
+        rows = [row for row in read_log(fold_dir / "log.csv") if row["epoch"] <= state["epoch"]]
+
+    mean, std = config.data.mean, config.data.std
+    augment = training_augmentation(config.data, config.train.seed + fold) if config.data.augment else None
+    train_set = LesionDataset(train_pairs, mean, std, augment)
+    val_loader = DataLoader(LesionDataset(val_pairs, mean, std), batch_size=config.train.batch_size,
+                            num_workers=config.data.num_workers)
+    log = EpochLog(fold_dir, rows)
+    epochs = tqdm(range(start_epoch, config.train.epochs), initial=start_epoch, total=config.train.epochs,
+                  desc=f"fold {fold}", unit="epoch", dynamic_ncols=True)
+    for epoch in epochs:
+        started = time.perf_counter()
+        if augment is not None:  # per-epoch seeds make a resumed run draw the same augmentations
+            augment.set_random_seed(config.train.seed + fold + 1000 * epoch)
+        generator = torch.Generator().manual_seed(config.train.seed + fold + epoch)
+        train_loader = DataLoader(train_set, batch_size=config.train.batch_size, shuffle=True,
+                                  drop_last=len(train_set) > config.train.batch_size, generator=generator,
+                                  num_workers=config.data.num_workers)
+        train = run_epoch(model, train_loader, device, optimizer, scaler, desc=f"epoch {epoch + 1} train")
+        val = run_epoch(model, val_loader, device, desc=f"epoch {epoch + 1} val")
+        scheduler.step(val["loss"])
+        row = {"epoch": epoch, "train_loss": train["loss"], "train_dc": train["dc"], "train_ji": train["ji"],
+               "val_loss": val["loss"], "val_dc": val["dc"], "val_ji": val["ji"],
+               "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+        if val["dc"] > best_dc:
+            best_dc, best_epoch = val["dc"], epoch
+            save_weights(fold_dir / "best.safetensors", model, config)
+        state = {"config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                 "best_dc": best_dc, "best_epoch": best_epoch, "rng": rng_state()}
+        if best_epoch == epoch:
+            save_checkpoint(fold_dir / "best.pt", state)
+        save_checkpoint(fold_dir / "last.pt", state)
+        log.append(row)
+        epochs.set_postfix(loss=f"{train['loss']:.4f}", val_dc=f"{val['dc']:.4f}", lr=f"{row['lr']:.1e}")
+    log.close()
+    summary = predict_validation(fold_dir, val_records, device)
+    return FoldResult(fold_dir, best_epoch, best_dc, summary)
+
+
+def predict_validation(fold_dir: Path, val_records: list[Any], device: torch.device) -> dict[str, float]:
+    """Predict the fold's validation images with the best model at full size, and score them."""
+    segmenter = Segmenter.from_file(fold_dir / "best.safetensors", device=str(device))
+    pred_dir = fold_dir / "val_predictions"
+    predict_files(segmenter, [record.image for record in val_records], pred_dir)
+    evaluation = evaluate_folders(pred_dir, val_records[0].mask.parent)
+    evaluation.write_csv(fold_dir / "val_metrics.csv")
+    summary = evaluation.summary
+    write_text(fold_dir / "val_summary.json", json.dumps(summary, indent=1))
+    return summary
