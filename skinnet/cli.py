@@ -55,17 +55,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from skinnet.inference.predict import predict_files
     from skinnet.inference.segmenter import Segmenter
 
-    if args.model is None:
-        raise ModelFileError("no model: pass --model PATH (a best.safetensors written by skinnet train or "
-                             "skinnet demo); no pretrained model ships with this version yet")
-    segmenter = Segmenter.from_file(args.model, device=args.device)
+    postprocess = None if args.postprocess == "saved" else [s for s in args.postprocess.split(",") if s != "none"]
+    segmenter = Segmenter.from_file(args.model, device=args.device, backend=args.backend, tta=args.tta,
+                                    postprocess=postprocess, threads=args.threads)
     started = time.perf_counter()
-    report = predict_files(segmenter, args.inputs, args.out, with_overlay=args.overlay, strict=args.strict)
+    report = predict_files(segmenter, args.inputs, args.out, with_overlay=args.overlay,
+                           with_probability=args.probability, strict=args.strict)
     seconds = time.perf_counter() - started
     for path in report.written:
         print(path)
-    print(f"{len(report.written)} masks written to {args.out} in {seconds:.2f} s", file=sys.stderr)
+    per_image = seconds / max(len(report.written), 1)
+    print(f"{len(report.written)} masks written to {args.out} in {seconds:.2f} s ({per_image:.3f} s per image)",
+          file=sys.stderr)
     return report_problems(report.failed)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from skinnet.inference.onnx import export_onnx
+    from skinnet.networks.files import load_model
+    from skinnet.weights import default_model_path
+
+    path = args.model or default_model_path()
+    if path is None:
+        raise ModelFileError("no --model given and no shipped model found")
+    model, config = load_model(path)
+    print(export_onnx(model, config, args.onnx))
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -109,11 +124,24 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="segment images; writes <id>_segmentation.png")
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     predict.add_argument("--out", required=True, help="output folder")
-    predict.add_argument("--model", help="model file (.safetensors or .pt)")
+    predict.add_argument("--model", help="model file (.safetensors, .pt or .onnx); default: the shipped model")
     predict.add_argument("--overlay", action="store_true", help="also write <id>_overlay.png")
-    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    predict.add_argument("--probability", action="store_true", help="also write <id>_probability.png (0-255)")
+    predict.add_argument("--tta", action="store_true", help="average over flips (4x the compute)")
+    predict.add_argument("--postprocess", default="saved",
+                         help="saved (the model's own choice), none, or a comma list of "
+                              "largest_component,fill_holes")
+    predict.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                         help="onnx runs ONNX Runtime (faster on CPU)")
+    predict.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (torch backend)")
     predict.add_argument("--strict", action="store_true", help="stop at the first bad file")
     predict.set_defaults(func=cmd_predict)
+
+    export = sub.add_parser("export", help="export a model to ONNX (dynamic batch and image size)")
+    export.add_argument("--model", help="model file (.safetensors or .pt); default: the shipped model")
+    export.add_argument("--onnx", required=True, help="output .onnx file")
+    export.set_defaults(func=cmd_export)
 
     demo = sub.add_parser("demo", help="train on the bundled samples for a few minutes and segment held-out ones")
     demo.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
@@ -128,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except USER_ERRORS as err:
         print(f"skinnet {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # an unwritable output folder, a full disk: the file and the reason suffice
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"skinnet {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

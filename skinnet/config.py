@@ -69,6 +69,17 @@ class TrainConfig:
     threads: int | None = None
 
 
+POSTPROCESS_STEPS = ("largest_component", "fill_holes")
+
+
+@dataclass
+class InferenceConfig:
+    """How probabilities become a mask; saved with a model (post-processing is chosen on out-of-fold data)."""
+
+    threshold: float = 0.5
+    postprocess: list[str] = field(default_factory=list)
+
+
 @dataclass
 class Config:
     """The whole configuration of a run."""
@@ -76,6 +87,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -160,7 +172,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML ({err})") from err
         if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections (model, data, train)")
+            raise ConfigError(f"{path}: expected a mapping of sections (model, data, train, inference)")
         _apply(config, values, str(path))
     if overrides:
         _apply(config, parse_overrides(overrides), "override")
@@ -172,6 +184,7 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     """Rebuild a :class:`Config` saved with :meth:`Config.to_dict` (e.g. inside a checkpoint)."""
     config = Config()
     _apply(config, values, "saved config")
+    validate(config)
     return config
 
 
@@ -193,5 +206,10 @@ def validate(config: Config) -> None:
         raise ConfigError("train.epochs, train.batch_size and train.lr must be positive")
     if config.train.n_folds < 2:
         raise ConfigError("train.n_folds must be at least 2")
+    unknown = set(config.inference.postprocess) - set(POSTPROCESS_STEPS)
+    if unknown:
+        raise ConfigError(f"inference.postprocess: unknown steps {sorted(unknown)}; known: {POSTPROCESS_STEPS}")
+    if not 0 < config.inference.threshold < 1:
+        raise ConfigError("inference.threshold must lie strictly between 0 and 1")
     if len(config.data.mean) != config.model.in_channels or len(config.data.std) != config.model.in_channels:
         raise ConfigError("data.mean and data.std need one value per input channel")

@@ -32,3 +32,16 @@ def shared_train() -> Path:
 def cache_dir(tmp_path: Path) -> str:
     """A private resize cache, so tests never share or reuse one another's arrays."""
     return str(tmp_path / "cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real, briefly trained SkinNet (width 4, 64 px, 2 epochs on the sample pairs): its best.safetensors."""
+    from skinnet.config import load_config
+    from skinnet.training.trainer import train_fold
+
+    run = tmp_path_factory.mktemp("tiny_run")
+    config = load_config(None, ["model.width=4", "data.image_size=64", "train.epochs=2", "train.lr=0.003",
+                                "model.dilations=[1,2,4]", f"data.cache_dir={run / 'cache'}"])
+    result = train_fold(config, SAMPLE_DATA, run, fold=0)
+    return result.fold_dir / "best.safetensors"

@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from skinnet.data.io import InputError, read_image, write_mask, write_png
 from skinnet.data.layout import find_images
 from skinnet.inference.overlay import overlay
@@ -26,7 +28,8 @@ def mask_name(image: Path) -> str:
 
 
 def predict_files(segmenter: Segmenter, inputs: Iterable[str | Path], out_dir: str | Path,
-                  with_overlay: bool = False, strict: bool = False) -> PredictionReport:
+                  with_overlay: bool = False, with_probability: bool = False,
+                  strict: bool = False) -> PredictionReport:
     """Write ``<id>_segmentation.png`` (0/255, the input's size) for each image of ``inputs`` into ``out_dir``.
 
     Args:
@@ -34,6 +37,7 @@ def predict_files(segmenter: Segmenter, inputs: Iterable[str | Path], out_dir: s
         inputs: image files and folders of images.
         out_dir: where masks (and overlays ``<id>_overlay.png``) go.
         with_overlay: also write the image with the lesion outlined.
+        with_probability: also write the lesion probability as ``<id>_probability.png`` (0-255).
         strict: stop at the first bad file instead of reporting it and going on.
     """
     out_dir = Path(out_dir)
@@ -46,10 +50,13 @@ def predict_files(segmenter: Segmenter, inputs: Iterable[str | Path], out_dir: s
                 raise
             report.failed.append(str(err))
             continue
-        mask = segmenter.predict(image)
+        probability = segmenter.predict_proba(image)
+        mask = segmenter.to_mask(probability)
         target = out_dir / mask_name(path)
         write_mask(target, mask)
         report.written.append(target)
+        if with_probability:
+            write_png(out_dir / f"{path.stem}_probability.png", np.round(probability * 255).astype(np.uint8))
         if with_overlay:
             write_png(out_dir / f"{path.stem}_overlay.png", overlay(image, mask))
     return report

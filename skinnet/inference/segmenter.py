@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -10,10 +11,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from skinnet.config import Config
-from skinnet.data.cache import resize_image
+from skinnet.config import Config, ConfigError
+from skinnet.data.cache import default_cache_dir, resize_image
 from skinnet.data.transforms import normalize
-from skinnet.networks.files import load_model
+from skinnet.inference.postprocess import STEPS, apply_postprocessing
+from skinnet.networks.files import ModelFileError, load_model
+from skinnet.weights import default_model_path
+
+# An engine maps normalised float32 (N, 3, S, S) to lesion probabilities (N, S, S).
+Engine = Callable[[np.ndarray], np.ndarray]
+BACKENDS = ("torch", "onnx")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -23,38 +30,99 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-class Segmenter:
-    """Resize to the network's input size, normalise, run the network, resize the lesion probability back.
+class TorchEngine:
+    """A PyTorch network as an engine (softmax of its 2-class logits; float16 autocast on CUDA)."""
 
-    Args:
-        model: a network returning 2-class logits.
-        config: the run config the network was trained with (input size, normalisation).
-        device: where to run; defaults to the model's device.
-        batch_size: images per forward pass in :meth:`predict_proba_batch`.
-    """
-
-    def __init__(self, model: nn.Module, config: Config, device: torch.device | None = None,
-                 batch_size: int = 4) -> None:
+    def __init__(self, model: nn.Module, device: torch.device | None = None) -> None:
         self.device = device or next(model.parameters()).device
         self.model = model.to(self.device).eval()
-        self.config = config
-        self.batch_size = batch_size
-
-    @classmethod
-    def from_file(cls, path: str | Path, device: str = "auto", batch_size: int = 4) -> Segmenter:
-        """Load a ``.safetensors`` model or ``.pt`` checkpoint written by ``skinnet train``."""
-        torch_device = resolve_device(device)
-        model, config = load_model(path, torch_device)
-        return cls(model, config, torch_device, batch_size)
 
     @torch.inference_mode()
-    def _forward(self, images: np.ndarray) -> np.ndarray:
-        """Lesion probabilities ``(N, S, S)`` for resized uint8 images ``(N, S, S, 3)``."""
-        batch = torch.from_numpy(normalize(images, self.config.data.mean, self.config.data.std))
-        batch = batch.to(self.device)
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(batch).to(self.device)
         with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-            logits = self.model(batch)
+            logits = self.model(tensor)
         return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+
+
+def onnx_path_for(weights: Path) -> Path:
+    """Where the ONNX export of a weights file is cached (keyed by the file's content)."""
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    return default_cache_dir() / "onnx" / f"{weights.stem}-{digest}.onnx"
+
+
+class Segmenter:
+    """Resize to the network's input size, normalise, run the network, resize the probability back, threshold.
+
+    Args:
+        model: a network returning 2-class logits, or an engine (see :data:`Engine`).
+        config: the run config the network was trained with (input size, normalisation, post-processing).
+        device: where a torch network runs; defaults to the model's device.
+        batch_size: images per forward pass in :meth:`predict_proba_batch`.
+        tta: average the probabilities over the image and its horizontal, vertical and double flips.
+        postprocess: steps applied to each mask (see :mod:`skinnet.inference.postprocess`); ``None`` takes
+            the steps saved with the model (``config.inference.postprocess``), ``[]`` disables them.
+    """
+
+    def __init__(self, model: nn.Module | Engine, config: Config, device: torch.device | None = None,
+                 batch_size: int = 4, tta: bool = False, postprocess: Sequence[str] | None = None) -> None:
+        self.engine: Engine = TorchEngine(model, device) if isinstance(model, nn.Module) else model
+        self.model = model
+        self.device = getattr(self.engine, "device", torch.device("cpu"))
+        self.config = config
+        self.batch_size = batch_size
+        self.tta = tta
+        self.postprocess = list(config.inference.postprocess if postprocess is None else postprocess)
+        unknown = set(self.postprocess) - set(STEPS)
+        if unknown:
+            raise ConfigError(f"unknown post-processing {sorted(unknown)}; known: {', '.join(STEPS)}")
+
+    @classmethod
+    def from_file(cls, path: str | Path | None = None, device: str = "auto", batch_size: int = 4,
+                  backend: str = "torch", tta: bool = False, postprocess: Sequence[str] | None = None,
+                  threads: int | None = None) -> Segmenter:
+        """Load a model file: ``.safetensors``, a training checkpoint ``.pt``, or an exported ``.onnx``.
+
+        Args:
+            path: the model file; ``None`` for the model shipped with the package.
+            device: torch device for the torch backend ("auto", "cpu", "cuda", ...).
+            batch_size: images per forward pass.
+            backend: "torch", or "onnx" (ONNX Runtime; weights files are exported once and cached).
+            tta: flip test-time augmentation.
+            postprocess: override the post-processing saved with the model.
+            threads: ONNX Runtime intra-op threads (default: all cores).
+        """
+        if path is None:
+            path = default_model_path()
+            if path is None:
+                raise ModelFileError("no model given and no shipped model found in skinnet/weights/")
+        path = Path(path)
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if path.suffix == ".onnx" or backend == "onnx":
+            from skinnet.inference.onnx import OnnxModel, export_onnx
+
+            if path.suffix != ".onnx":
+                onnx_file = onnx_path_for(path)
+                if not onnx_file.exists():
+                    model, config = load_model(path)
+                    export_onnx(model, config, onnx_file)
+                path = onnx_file
+            engine = OnnxModel(path, threads)
+            return cls(engine, engine.config, batch_size=batch_size, tta=tta, postprocess=postprocess)
+        torch_device = resolve_device(device)
+        model, config = load_model(path, torch_device)
+        return cls(model, config, torch_device, batch_size, tta, postprocess)
+
+    def _probabilities(self, resized: np.ndarray) -> np.ndarray:
+        """Lesion probabilities ``(N, S, S)`` of resized uint8 images ``(N, S, S, 3)``, flip-averaged with TTA."""
+        batch = normalize(resized, self.config.data.mean, self.config.data.std)
+        if not self.tta:
+            return self.engine(batch)
+        flips = [(), (-1,), (-2,), (-2, -1)]
+        stacked = np.concatenate([np.flip(batch, axes) if axes else batch for axes in flips])
+        probs = np.split(self.engine(np.ascontiguousarray(stacked)), len(flips))
+        return np.mean([np.flip(p, axes) if axes else p for p, axes in zip(probs, flips, strict=True)], axis=0)
 
     def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Lesion probability ``float32 (H, W)`` for each RGB uint8 image, at each image's own size."""
@@ -62,7 +130,7 @@ class Segmenter:
         out: list[np.ndarray] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            probs = self._forward(np.stack([resize_image(image, size) for image in chunk]))
+            probs = self._probabilities(np.stack([resize_image(image, size) for image in chunk]))
             for image, prob in zip(chunk, probs, strict=True):
                 height, width = image.shape[:2]
                 out.append(cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR))
@@ -72,6 +140,10 @@ class Segmenter:
         """Lesion probability of one image at its own size."""
         return self.predict_proba_batch([image])[0]
 
-    def predict(self, image: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    def to_mask(self, probability: np.ndarray) -> np.ndarray:
+        """Threshold a probability map and apply the post-processing."""
+        return apply_postprocessing(probability > self.config.inference.threshold, self.postprocess)
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
         """Boolean lesion mask of one image at its own size."""
-        return self.predict_proba(image) > threshold
+        return self.to_mask(self.predict_proba(image))

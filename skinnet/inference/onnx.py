@@ -1,0 +1,81 @@
+"""ONNX export (dynamic batch and spatial size) and an ONNX Runtime backend with the Segmenter's interface."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from skinnet.config import Config, config_from_dict
+from skinnet.data.io import atomic_path
+from skinnet.networks.files import ModelFileError
+
+OPSET = 17
+
+
+def export_onnx(model: nn.Module, config: Config, path: str | Path) -> Path:
+    """Export ``model`` to ONNX with inputs ``(batch, 3, height, width)`` free, outputs lesion probabilities.
+
+    The graph ends in a softmax and returns the lesion channel ``(batch, height, width)``; the run config
+    is stored in the file's metadata under ``skinnet_config`` so that the file alone can be used.
+    """
+    path = Path(path)
+
+    class LesionProbability(nn.Module):
+        def __init__(self, net: nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(self.net(x), dim=1)[:, 1]
+
+    wrapper = LesionProbability(model).cpu().eval()
+    size = config.data.image_size
+    example = torch.zeros(1, config.model.in_channels, size, size)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # The TorchScript exporter handles this network fully; the dynamo one would need onnxscript.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            wrapper, (example,), str(tmp), input_names=["image"], output_names=["lesion_probability"],
+            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                          "lesion_probability": {0: "batch", 1: "height", 2: "width"}},
+            opset_version=OPSET, dynamo=False,
+        )
+        graph = onnx.load(str(tmp))
+        onnx.checker.check_model(graph)
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = "skinnet_config", json.dumps(config.to_dict())
+        onnx.save(graph, str(tmp))
+    return path
+
+
+class OnnxModel:
+    """ONNX Runtime session that maps normalised ``float32 (N, 3, H, W)`` to lesion probabilities.
+
+    Args:
+        path: an ``.onnx`` file written by :func:`export_onnx`.
+        threads: intra-op threads (default: all cores).
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=ort.get_available_providers())
+        except Exception as err:  # onnxruntime raises its own exception types for bad files
+            raise ModelFileError(f"{path}: cannot load ONNX model ({err})") from err
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "skinnet_config" not in meta:
+            raise ModelFileError(f"{path}: ONNX file has no skinnet_config metadata (not exported by skinnet)")
+        self.config = config_from_dict(json.loads(meta["skinnet_config"]))
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"image": np.ascontiguousarray(batch, dtype=np.float32)})[0]

@@ -1,0 +1,58 @@
+"""The Segmenter: any image size in, same size out; flip TTA; post-processing saved with the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skinnet.config import ConfigError
+from skinnet.data.io import read_image
+from skinnet.inference.segmenter import Segmenter
+from skinnet.networks.files import load_model, save_weights
+
+
+def test_masks_have_each_inputs_size(tiny_model: Path, sample_data: Path) -> None:
+    image = read_image(sample_data / "images" / "ISIC_0000025.jpg")
+    segmenter = Segmenter.from_file(tiny_model, device="cpu")
+    for shape in [(768, 1024), (200, 300), (256, 256), (37, 53)]:
+        resized = np.asarray(__import__("cv2").resize(image, shape[::-1]))
+        mask = segmenter.predict(resized)
+        assert mask.shape == shape and mask.dtype == bool
+
+
+def test_flip_tta_is_equivariant_to_flips(tiny_model: Path, sample_data: Path) -> None:
+    image = read_image(sample_data / "images" / "ISIC_0000321.jpg")
+    plain = Segmenter.from_file(tiny_model, device="cpu")
+    tta = Segmenter.from_file(tiny_model, device="cpu", tta=True)
+    p, p_flipped = tta.predict_proba_batch([image, np.ascontiguousarray(image[:, ::-1])])
+    assert np.abs(p[:, ::-1] - p_flipped).max() < 1e-5  # averaging over the flip group makes it exact
+    assert np.abs(p - plain.predict_proba(image)).max() > 1e-4  # and TTA really changed something
+
+
+def test_postprocessing_saved_with_the_model_is_applied(tiny_model: Path, tmp_path: Path,
+                                                       sample_data: Path) -> None:
+    model, config = load_model(tiny_model)
+    config.inference.postprocess = ["largest_component", "fill_holes"]
+    save_weights(tmp_path / "pp.safetensors", model, config, half=True)
+    segmenter = Segmenter.from_file(tmp_path / "pp.safetensors", device="cpu")
+    assert segmenter.postprocess == ["largest_component", "fill_holes"]
+    assert Segmenter.from_file(tmp_path / "pp.safetensors", postprocess=[]).postprocess == []
+    from scipy import ndimage
+
+    for path in sorted((sample_data / "images").glob("*.jpg"))[:5]:
+        _, count = ndimage.label(segmenter.predict(read_image(path)), np.ones((3, 3)))
+        assert count <= 1
+    with pytest.raises(ConfigError, match="unknown post-processing"):
+        Segmenter.from_file(tiny_model, postprocess=["smooth"])
+
+
+def test_half_precision_file_is_smaller_and_close(tiny_model: Path, tmp_path: Path, sample_data: Path) -> None:
+    model, config = load_model(tiny_model)
+    save_weights(tmp_path / "half.safetensors", model, config, half=True)
+    assert (tmp_path / "half.safetensors").stat().st_size < 0.6 * tiny_model.stat().st_size
+    image = read_image(sample_data / "images" / "ISIC_0000025.jpg")
+    full = Segmenter.from_file(tiny_model, device="cpu").predict_proba(image)
+    half = Segmenter.from_file(tmp_path / "half.safetensors", device="cpu").predict_proba(image)
+    assert np.abs(full - half).max() < 1e-2
