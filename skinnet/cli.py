@@ -56,7 +56,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from skinnet.inference.segmenter import Segmenter
 
     postprocess = None if args.postprocess == "saved" else [s for s in args.postprocess.split(",") if s != "none"]
-    segmenter = Segmenter.from_file(args.model, device=args.device, backend=args.backend, tta=args.tta,
+    tta = {"saved": None, "on": True, "off": False}[args.tta]
+    segmenter = Segmenter.from_file(args.model, device=args.device, backend=args.backend, tta=tta,
                                     postprocess=postprocess, threads=args.threads)
     started = time.perf_counter()
     report = predict_files(segmenter, args.inputs, args.out, with_overlay=args.overlay,
@@ -80,6 +81,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ModelFileError("no --model given and no shipped model found")
     model, config = load_model(path)
     print(export_onnx(model, config, args.onnx))
+    return 0
+
+
+def cmd_finalize(args: argparse.Namespace) -> int:
+    from skinnet.inference.finalize import finalize_model
+
+    report = finalize_model(args.model, args.run, args.data, args.out, half=not args.float32)
+    print(json.dumps(report, indent=1))
     return 0
 
 
@@ -127,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", help="model file (.safetensors, .pt or .onnx); default: the shipped model")
     predict.add_argument("--overlay", action="store_true", help="also write <id>_overlay.png")
     predict.add_argument("--probability", action="store_true", help="also write <id>_probability.png (0-255)")
-    predict.add_argument("--tta", action="store_true", help="average over flips (4x the compute)")
+    predict.add_argument("--tta", choices=["saved", "on", "off"], default="saved",
+                         help="flip test-time augmentation (4x the compute); saved = the model's own choice")
     predict.add_argument("--postprocess", default="saved",
                          help="saved (the model's own choice), none, or a comma list of "
                               "largest_component,fill_holes")
@@ -142,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model", help="model file (.safetensors or .pt); default: the shipped model")
     export.add_argument("--onnx", required=True, help="output .onnx file")
     export.set_defaults(func=cmd_export)
+
+    finalize = sub.add_parser("finalize", help="choose TTA and post-processing on a run's out-of-fold "
+                                              "predictions and write a shippable model")
+    finalize.add_argument("--model", required=True, help="the model to ship (.safetensors or .pt)")
+    finalize.add_argument("--run", required=True, help="cross-validation run folder (splits.json, fold_K/)")
+    finalize.add_argument("--data", required=True, help="the data folder the run was trained on")
+    finalize.add_argument("--out", required=True, help="output .safetensors (a .json report goes beside it)")
+    finalize.add_argument("--float32", action="store_true", help="keep float32 weights (default float16)")
+    finalize.set_defaults(func=cmd_finalize)
 
     demo = sub.add_parser("demo", help="train on the bundled samples for a few minutes and segment held-out ones")
     demo.add_argument("--out", default="demo_output", help="output folder (default demo_output)")

@@ -78,6 +78,7 @@ class InferenceConfig:
 
     threshold: float = 0.5
     postprocess: list[str] = field(default_factory=list)
+    tta: bool = False
 
 
 @dataclass

@@ -37,6 +37,18 @@ def load_or_create_folds(path: str | Path, ids: list[str], n_folds: int, seed: i
         folds = make_folds(ids, n_folds, seed)
         write_text(path, json.dumps({"seed": seed, "n_folds": n_folds, "folds": folds}, indent=1))
         return folds
+    return load_folds(path, ids)
+
+
+def load_folds(path: str | Path, ids: list[str]) -> list[list[str]]:
+    """Read an existing split file and check it against the data's ``ids``.
+
+    Raises:
+        SplitError: the file is missing or malformed, lists an ID twice, or names IDs missing from the data.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SplitError(f"{path}: split file not found")
     try:
         folds = json.loads(path.read_text())["folds"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:

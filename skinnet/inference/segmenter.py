@@ -59,19 +59,20 @@ class Segmenter:
         config: the run config the network was trained with (input size, normalisation, post-processing).
         device: where a torch network runs; defaults to the model's device.
         batch_size: images per forward pass in :meth:`predict_proba_batch`.
-        tta: average the probabilities over the image and its horizontal, vertical and double flips.
+        tta: average the probabilities over the image and its horizontal, vertical and double flips;
+            ``None`` takes the choice saved with the model (``config.inference.tta``).
         postprocess: steps applied to each mask (see :mod:`skinnet.inference.postprocess`); ``None`` takes
             the steps saved with the model (``config.inference.postprocess``), ``[]`` disables them.
     """
 
     def __init__(self, model: nn.Module | Engine, config: Config, device: torch.device | None = None,
-                 batch_size: int = 4, tta: bool = False, postprocess: Sequence[str] | None = None) -> None:
+                 batch_size: int = 4, tta: bool | None = None, postprocess: Sequence[str] | None = None) -> None:
         self.engine: Engine = TorchEngine(model, device) if isinstance(model, nn.Module) else model
         self.model = model
         self.device = getattr(self.engine, "device", torch.device("cpu"))
         self.config = config
         self.batch_size = batch_size
-        self.tta = tta
+        self.tta = config.inference.tta if tta is None else tta
         self.postprocess = list(config.inference.postprocess if postprocess is None else postprocess)
         unknown = set(self.postprocess) - set(STEPS)
         if unknown:
@@ -79,7 +80,7 @@ class Segmenter:
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, device: str = "auto", batch_size: int = 4,
-                  backend: str = "torch", tta: bool = False, postprocess: Sequence[str] | None = None,
+                  backend: str = "torch", tta: bool | None = None, postprocess: Sequence[str] | None = None,
                   threads: int | None = None) -> Segmenter:
         """Load a model file: ``.safetensors``, a training checkpoint ``.pt``, or an exported ``.onnx``.
 
@@ -88,7 +89,7 @@ class Segmenter:
             device: torch device for the torch backend ("auto", "cpu", "cuda", ...).
             batch_size: images per forward pass.
             backend: "torch", or "onnx" (ONNX Runtime; weights files are exported once and cached).
-            tta: flip test-time augmentation.
+            tta: flip test-time augmentation; ``None`` takes the model's saved choice.
             postprocess: override the post-processing saved with the model.
             threads: ONNX Runtime intra-op threads (default: all cores).
         """

@@ -1,0 +1,80 @@
+"""Turn a trained model into a shippable one: choose TTA and post-processing on out-of-fold predictions.
+
+As nnU-Net does, each option is kept only where it raises the mean Dice of the cross-validation folds'
+out-of-fold predictions (each fold's validation images, predicted by that fold's own model). The choice is
+written into the model file's config (``inference.tta``, ``inference.postprocess``), so every user of the
+file gets it, and returned with the scores for the model card.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skinnet.data.io import read_image, read_mask, write_text
+from skinnet.data.layout import find_pairs
+from skinnet.data.splits import fold_ids, load_folds
+from skinnet.inference.postprocess import choose_postprocessing
+from skinnet.inference.segmenter import Segmenter
+from skinnet.metrics import image_metrics, mean_metrics
+from skinnet.networks.files import load_model, save_weights
+
+
+def out_of_fold_probabilities(run_dir: Path, data_root: str | Path, tta: bool) -> tuple[
+        list[np.ndarray], list[np.ndarray]]:
+    """(truths, lesion probabilities) of every finished fold's validation images, at full size."""
+    pairs = {pair.id: pair for pair in find_pairs(data_root).pairs}
+    folds = load_folds(run_dir / "splits.json", sorted(pairs))
+    truths, probs = [], []
+    for fold in range(len(folds)):
+        weights = run_dir / f"fold_{fold}" / "best.safetensors"
+        if not weights.exists():
+            continue
+        segmenter = Segmenter.from_file(weights, tta=tta, postprocess=[])
+        _, val_ids = fold_ids(folds, fold)
+        for key in val_ids:
+            truths.append(read_mask(pairs[key].mask))
+            probs.append(segmenter.predict_proba(read_image(pairs[key].image)))
+    if not truths:
+        raise FileNotFoundError(f"{run_dir}: no fold_*/best.safetensors to take out-of-fold predictions from")
+    return truths, probs
+
+
+def finalize_model(model_path: str | Path, run_dir: str | Path, data_root: str | Path, out: str | Path,
+                   half: bool = True) -> dict[str, Any]:
+    """Choose TTA and post-processing on ``run_dir``'s folds and write ``model_path`` with them to ``out``.
+
+    Args:
+        model_path: the model to ship (e.g. trained on all data with the folds' recipe).
+        run_dir: a cross-validation run folder (``splits.json``, ``fold_K/best.safetensors``).
+        data_root: the data the run was trained on.
+        out: the shippable ``.safetensors`` file; a ``.json`` report is written beside it.
+        half: store the weights as float16.
+
+    Returns:
+        The report: out-of-fold mean metrics for each choice, and what was kept.
+    """
+    run_dir, out = Path(run_dir), Path(out)
+    threshold = load_model(model_path)[1].inference.threshold
+    truths, plain = out_of_fold_probabilities(run_dir, data_root, tta=False)
+    _, flipped = out_of_fold_probabilities(run_dir, data_root, tta=True)
+
+    def summary(probs: list[np.ndarray]) -> dict[str, float]:
+        return mean_metrics(image_metrics(t, p > threshold) for t, p in zip(truths, probs, strict=True))
+
+    scores = {"plain": summary(plain), "tta": summary(flipped)}
+    tta = scores["tta"]["DC"] > scores["plain"]["DC"]
+    chosen = flipped if tta else plain
+    steps, step_scores = choose_postprocessing(truths, [p > threshold for p in chosen])
+    model, config = load_model(model_path)
+    config.inference.tta, config.inference.postprocess = tta, steps
+    save_weights(out, model, config, half=half)
+    report = {"model": str(model_path), "run": str(run_dir), "n_out_of_fold": len(truths),
+              "out_of_fold_without_tta": scores["plain"], "out_of_fold_with_tta": scores["tta"], "tta": tta,
+              "postprocessing_mean_dc": step_scores, "postprocess": steps, "half": half,
+              "size_bytes": out.stat().st_size}
+    write_text(out.with_suffix(".json"), json.dumps(report, indent=1))
+    return report

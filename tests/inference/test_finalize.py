@@ -1,0 +1,29 @@
+"""Choosing TTA and post-processing on out-of-fold predictions, and writing the shippable model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from skinnet.inference.finalize import finalize_model
+from skinnet.networks.files import load_model
+
+
+def test_finalize_records_the_choice_in_the_model(tiny_model: Path, sample_data: Path, tmp_path: Path) -> None:
+    run_dir = tiny_model.parent.parent
+    out = tmp_path / "shipped.safetensors"
+    report = finalize_model(tiny_model, run_dir, sample_data, out)
+    _, config = load_model(out)
+    assert config.inference.tta == report["tta"] and config.inference.postprocess == report["postprocess"]
+    assert report["n_out_of_fold"] == 8  # fold 0 of 5 over the 40 sample pairs
+    # The choice follows the scores it reports.
+    assert report["tta"] == (report["out_of_fold_with_tta"]["DC"] > report["out_of_fold_without_tta"]["DC"])
+    pp = report["postprocessing_mean_dc"]
+    assert all(pp[step] > pp["none"] for step in report["postprocess"][:1])
+    # Without TTA or post-processing the out-of-fold scores are those train_fold wrote from its mask files.
+    written = json.loads((tiny_model.parent / "val_summary.json").read_text())
+    assert report["out_of_fold_without_tta"]["DC"] == pytest.approx(written["DC"], abs=1e-9)
+    assert json.loads(out.with_suffix(".json").read_text())["size_bytes"] == out.stat().st_size
+    assert out.stat().st_size < 0.6 * tiny_model.stat().st_size  # float16
