@@ -19,7 +19,7 @@ demo: $(BIN)/.installed
 	$(BIN)/skinnet demo
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check skinnet tests benchmarks
+	$(BIN)/ruff check skinnet tests benchmarks docs
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,9 +14,10 @@ from skinnet.data.io import InputError
 from skinnet.data.layout import LayoutError
 from skinnet.data.splits import SplitError
 from skinnet.networks.files import ModelFileError
+from skinnet.training.cv import RunError
 from skinnet.training.trainer import TrainingError
 
-USER_ERRORS = (ConfigError, InputError, LayoutError, SplitError, ModelFileError, TrainingError)
+USER_ERRORS = (ConfigError, InputError, LayoutError, SplitError, ModelFileError, TrainingError, RunError)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -29,6 +31,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     started = time.perf_counter()
     result = train_fold(config, data, out, fold=args.fold, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for all processes
+        return 0
     print(f"fold {args.fold}: best epoch {result.best_epoch + 1}, validation DC {result.best_val_dc:.4f} "
           f"(at {config.data.image_size}px); {(time.perf_counter() - started) / 60:.1f} min")
     print(f"validation predictions at full size: {result.fold_dir / 'val_predictions'}")
@@ -38,8 +42,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from skinnet.evaluation.evaluate import evaluate_folders
+    from skinnet.evaluation.holdout import evaluate_holdout
 
-    evaluation = evaluate_folders(args.pred, args.gt, strict=args.strict)
+    if args.test:
+        if not args.run:
+            raise ConfigError("--test needs --run RUN_DIR: the cross-validation run whose fold models predict it")
+        holdout = evaluate_holdout(args.run, args.test, device=args.device, strict=args.strict)
+        print(f"{holdout.n_models}-fold ensemble predictions: {holdout.pred_dir}", file=sys.stderr)
+        evaluation = holdout.evaluation
+    elif args.pred and args.gt:
+        evaluation = evaluate_folders(args.pred, args.gt, strict=args.strict)
+    else:
+        raise ConfigError("pass --pred DIR --gt DIR, or --run RUN_DIR --test DIR")
     if args.csv:
         evaluation.write_csv(args.csv)
     if args.json:
@@ -49,6 +63,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if evaluation.unmatched_truth:
             print(f"({evaluation.unmatched_truth} ground-truth masks have no prediction and were not scored)")
     return report_problems(evaluation.problems)
+
+
+def cmd_cv(args: argparse.Namespace) -> int:
+    from skinnet.config import load_config
+    from skinnet.training.cv import format_summary, prepare_run, run_cv
+
+    config = load_config(args.config, args.overrides)
+    data = args.data or config.data.root
+    if not data:
+        raise ConfigError("no data folder: pass --data DIR or set data.root in the config")
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    if args.prepare:
+        folds = prepare_run(config, data, out)
+        print(f"{out / 'splits.json'}: {len(folds)} folds; resize cache ready")
+        return 0
+    result = run_cv(config, data, out, folds=args.folds, resume=args.resume, progress=print)
+    print(format_summary(result.summary))
+    print(f"written: {out / 'cv_summary.json'}, {out / 'cv_metrics.csv'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from skinnet.evaluation.report import write_report
+
+    report = write_report(args.run_dir, test_dir=args.test, out_dir=args.out, device=args.device)
+    print(report.table_markdown)
+    for path in report.files:
+        print(path)
+    for note in report.notes:
+        print(note, file=sys.stderr)
+    return 0
+
+
+def fold_list(text: str) -> list[int]:
+    """``"0,2,4"`` → ``[0, 2, 4]``."""
+    return [int(part) for part in text.split(",") if part.strip()]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -99,6 +149,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from skinnet.app.server import serve
+
+    return serve(args.model, host=args.host, port=args.port, device=args.device, backend=args.backend,
+                 max_upload_bytes=round(args.max_upload_mb * 1e6), workers=args.workers, queue_size=args.queue)
+
+
 def report_problems(problems: list[str]) -> int:
     """Print every problem of a batch at the end; non-zero exit status when there was any."""
     if not problems:
@@ -122,13 +179,35 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=5")
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="score predicted masks against ground truth")
-    evaluate.add_argument("--pred", required=True, help="folder of predicted masks (<id>_segmentation.png)")
-    evaluate.add_argument("--gt", required=True, help="folder of ground-truth masks, or a data folder")
+    evaluate = sub.add_parser("evaluate", help="score predicted masks against ground truth, or a test folder "
+                                              "predicted by a cross-validation run's fold ensemble")
+    evaluate.add_argument("--pred", help="folder of predicted masks (<id>_segmentation.png)")
+    evaluate.add_argument("--gt", help="folder of ground-truth masks, or a data folder")
+    evaluate.add_argument("--run", help="cross-validation run folder whose fold models predict --test")
+    evaluate.add_argument("--test", help="labelled test folder (e.g. the official ISIC-2017_Test_v2_* layout)")
+    evaluate.add_argument("--device", default="auto", help="device for --test predictions (auto, cpu, cuda)")
     evaluate.add_argument("--csv", help="write one row of metrics per image to this CSV file")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object of the means")
     evaluate.add_argument("--strict", action="store_true", help="stop at the first bad file")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    cv = sub.add_parser("cv", help="k-fold cross-validation: train the folds one after another, pool them")
+    cv.add_argument("--config", required=True, help="YAML config, e.g. configs/cpu.yaml")
+    cv.add_argument("--folds", type=fold_list, help="comma list of folds to train, e.g. 0,1 (default: all)")
+    cv.add_argument("--data", help="data folder (official ISIC 2017 layout, images/+masks/, or flat)")
+    cv.add_argument("--out", help="run folder (default runs/<config name>)")
+    cv.add_argument("--resume", action="store_true", help="continue an unfinished fold from its last.pt")
+    cv.add_argument("--prepare", action="store_true",
+                    help="only write the split and fill the resize cache (before folds run in parallel)")
+    cv.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=5")
+    cv.set_defaults(func=cmd_cv)
+
+    report = sub.add_parser("report", help="Fig. 2 curves, Table I and galleries of a cross-validation run")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="the run folder skinnet cv wrote")
+    report.add_argument("--test", help="labelled test folder to predict with the fold ensemble and add")
+    report.add_argument("--out", help="output folder (default RUN_DIR/report)")
+    report.add_argument("--device", default="auto", help="device for --test predictions (auto, cpu, cuda)")
+    report.set_defaults(func=cmd_report)
 
     predict = sub.add_parser("predict", help="segment images; writes <id>_segmentation.png")
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
@@ -161,6 +240,18 @@ def build_parser() -> argparse.ArgumentParser:
     finalize.add_argument("--out", required=True, help="output .safetensors (a .json report goes beside it)")
     finalize.add_argument("--float32", action="store_true", help="keep float32 weights (default float16)")
     finalize.set_defaults(func=cmd_finalize)
+
+    serve = sub.add_parser("serve", help="web app and JSON API: upload an image, see the lesion outlined")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    serve.add_argument("--model", help="model file (.safetensors, .pt or .onnx); default: the shipped model")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (torch backend)")
+    serve.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference backend")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest image accepted (default 20)")
+    serve.add_argument("--workers", type=int, default=1, help="images segmented at the same time (default 1)")
+    serve.add_argument("--queue", type=int, default=32,
+                       help="requests admitted at once; more are answered 503 with Retry-After (default 32)")
+    serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="train on the bundled samples for a few minutes and segment held-out ones")
     demo.add_argument("--out", default="demo_output", help="output folder (default demo_output)")

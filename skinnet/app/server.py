@@ -1,0 +1,278 @@
+"""The web app and JSON API: one model loaded once, inference in a thread pool behind a bounded queue.
+
+Routes: ``GET /`` (the browser app), ``POST /api/segment``, ``GET /api/health``, ``GET /docs`` (OpenAPI,
+served without a CDN when ``fastapi-offline`` is installed) and ``GET /openapi.json``.
+
+Errors are JSON ``{"detail": "<what is wrong>", "code": "<machine-readable>"}``. There is no authentication:
+the server binds to loopback by default; put it behind an authenticating proxy before exposing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import logging
+import math
+import re
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+from typing import Annotated, Literal, Protocol
+
+import numpy as np
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image
+from starlette.exceptions import HTTPException
+
+from skinnet.app.limits import BodyTooLarge, UploadLimit
+from skinnet.app.schemas import ErrorBody, Health, ImageSize, LesionMeasurements, SegmentResult
+from skinnet.config import Config, ConfigError
+from skinnet.data.io import InputError, read_image
+from skinnet.evaluation.measurements import measure
+from skinnet.networks.files import ModelFileError
+
+log = logging.getLogger(__name__)
+DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
+DEFAULT_WORKERS = 1
+DEFAULT_QUEUE_SIZE = 32
+# Room for the multipart envelope (boundaries, part headers) around the file itself.
+MULTIPART_SLACK_BYTES = 64 * 1024
+INDEX_HTML = Path(__file__).parent / "static" / "index.html"
+# The page is self-contained: the browser may load nothing but this server's API and in-page images.
+PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+            "img-src 'self' blob: data:; connect-src 'self' blob:; base-uri 'none'; form-action 'none'")
+
+
+class MaskPredictor(Protocol):
+    """What the app needs of a model: :class:`skinnet.inference.Segmenter` is one."""
+
+    config: Config
+
+    def predict(self, image: np.ndarray) -> np.ndarray: ...
+
+
+class ApiError(Exception):
+    """An error answered as ``{"detail", "code"}`` JSON with ``status``."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
+
+
+@dataclass
+class _Segmentation:
+    width: int
+    height: int
+    measurements: dict
+    png: bytes
+    seconds: float
+
+
+def image_id(filename: str | None) -> str:
+    """A safe id from an uploaded file name: no directories, no extension, only ``[A-Za-z0-9._-]``."""
+    stem = PureWindowsPath(filename or "").name.rsplit(".", 1)[0]  # also splits POSIX paths
+    return re.sub(r"[^A-Za-z0-9._-]", "_", stem).strip("._")[:100] or "image"
+
+
+def _segment(segmenter: MaskPredictor, data: bytes, name: str) -> _Segmentation:
+    """Decode, segment, measure and encode; runs in the worker threads."""
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="skinnet-upload-") as tmp:
+        # read_image takes a path; reusing it keeps one set of decoding rules (EXIF, modes, bomb limits).
+        path = Path(tmp) / "upload"
+        path.write_bytes(data)
+        try:
+            image = read_image(path)
+        except InputError as err:
+            raise ApiError(422, "invalid_image", f"{name}: {err.reason}") from err
+        except Exception as err:  # a decoder failure on untrusted bytes is the upload's fault, not ours
+            raise ApiError(422, "invalid_image", f"{name}: cannot decode ({type(err).__name__}: {err})") from err
+    # The model's own threshold and post-processing, as `skinnet predict` applies them.
+    mask = segmenter.predict(image)
+    height, width = image.shape[:2]
+    buffer = io.BytesIO()
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(buffer, format="PNG")
+    return _Segmentation(width, height, measure(mask).to_dict(), buffer.getvalue(), time.perf_counter() - started)
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:g} MB"
+
+
+def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               workers: int = DEFAULT_WORKERS, queue_size: int = DEFAULT_QUEUE_SIZE) -> FastAPI:
+    """The FastAPI app serving ``segmenter``.
+
+    Args:
+        segmenter: the loaded model (shared by all requests; called from ``workers`` threads).
+        max_upload_bytes: largest accepted image file; larger uploads get 413 before the body is read
+            past this limit (plus a small multipart allowance).
+        workers: threads running inference side by side.
+        queue_size: requests admitted at once, running or waiting for a worker; beyond it the answer is
+            503 with ``Retry-After`` (seconds) instead of an unbounded backlog.
+    """
+    if max_upload_bytes < 1 or workers < 1 or queue_size < workers:
+        raise ValueError("need max_upload_bytes >= 1, workers >= 1 and queue_size >= workers")
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skinnet-infer")
+    state = {"in_flight": 0, "mean_seconds": 1.0}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    try:  # the same OpenAPI docs, with Swagger UI served from the package instead of a CDN
+        from fastapi_offline import FastAPIOffline as make_app
+    except ImportError:
+        make_app = FastAPI
+    app = make_app(title="SkinNet", version="0.1.0", lifespan=lifespan, redoc_url=None,
+                   description="Skin lesion segmentation: upload a dermoscopy image, get the lesion mask and "
+                               "its measurements (in pixels). Errors are JSON {detail, code}.")
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, err: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": err.detail, "code": err.code}, err.status, headers=err.headers)
+
+    too_large = f"upload larger than the limit of {_megabytes(max_upload_bytes)}"
+    app.add_middleware(UploadLimit, limit=max_upload_bytes + MULTIPART_SLACK_BYTES, detail=too_large,
+                       drain_limit=2 * max_upload_bytes + MULTIPART_SLACK_BYTES)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, err: HTTPException) -> JSONResponse:
+        if isinstance(err, BodyTooLarge):
+            return JSONResponse({"detail": too_large, "code": "too_large"}, 413, headers={"Connection": "close"})
+        code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "error")
+        return JSONResponse({"detail": str(err.detail), "code": code}, err.status_code, headers=err.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, err: Exception) -> JSONResponse:
+        # uvicorn logs the traceback; the client gets JSON like every other error, and the server goes on.
+        return JSONResponse({"detail": f"internal error ({type(err).__name__})", "code": "internal_error"}, 500)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, err: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(map(str, error.get('loc', ())))}: {error.get('msg')}" for error in err.errors()]
+        detail = "; ".join(problems)
+        if any(error.get("loc", ("",))[0] == "body" for error in err.errors()):
+            detail += " (send the image as multipart/form-data in the field 'file')"
+        return JSONResponse({"detail": detail, "code": "bad_request"}, 400)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(INDEX_HTML.read_text(encoding="utf-8"), headers={"Content-Security-Policy": PAGE_CSP})
+
+    @app.get("/api/health", response_model=Health, summary="Is the server up, and with which model")
+    async def health() -> Health:
+        config = segmenter.config
+        return Health(status="ok", device=str(getattr(segmenter, "device", "unknown")), workers=workers,
+                      model={"name": config.model.name, "width": config.model.width,
+                             "depth": config.model.depth, "image_size": config.data.image_size},
+                      queue_size=queue_size, in_flight=state["in_flight"], max_upload_bytes=max_upload_bytes)
+
+    errors = {status: {"model": ErrorBody, "description": text} for status, text in {
+        400: "Not a multipart upload with a 'file' field, or a bad query parameter.",
+        413: "The file is larger than the upload limit.",
+        422: "The file is not a usable image: unknown format, truncated or corrupt, or a decompression bomb.",
+        503: "The queue is full; retry after the Retry-After header's seconds.",
+    }.items()}
+    png_response = {"content": {"image/png": {}},
+                    "description": "JSON as below, or with ?format=png the mask PNG itself (Content-Disposition "
+                                   "names it <id>_segmentation.png; X-Lesion-Area-Px gives the area)."}
+
+    @app.post("/api/segment", response_model=SegmentResult, responses={200: png_response, **errors},
+              summary="Segment the lesion in an uploaded image and measure it",
+              description=f"Upload one image as multipart/form-data in the field `file` (at most "
+                          f"{_megabytes(max_upload_bytes)}). The mask has the size of the image as displayed "
+                          f"(EXIF orientation applied). Images are segmented {workers} at a time; up to "
+                          f"{queue_size} requests are admitted at once (running or waiting), more are answered "
+                          "503 with a Retry-After header in seconds.")
+    async def segment(
+        file: Annotated[UploadFile, File(description="The image: JPEG, PNG, TIFF, BMP, ...")],
+        output: Annotated[Literal["json", "png"], Query(alias="format", description="json or png")] = "json",
+    ) -> SegmentResult | Response:
+        if file.size is not None and file.size > max_upload_bytes:
+            raise ApiError(413, "too_large", f"{file.filename}: {too_large}")
+        if state["in_flight"] >= queue_size:
+            retry = math.ceil(state["mean_seconds"] * state["in_flight"] / workers)
+            raise ApiError(503, "busy", f"{state['in_flight']} images are queued; try again shortly",
+                           {"Retry-After": str(max(1, retry))})
+        # No await between the check and the increment: the event loop cannot admit two at once.
+        state["in_flight"] += 1
+        try:
+            # Read only once admitted, so that refused requests hold no image in memory.
+            data = await file.read(max_upload_bytes + 1)
+            if len(data) > max_upload_bytes:
+                raise ApiError(413, "too_large", f"{file.filename}: {too_large}")
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(executor, _segment, segmenter, data, file.filename or "upload")
+        except ApiError:
+            raise
+        except Exception as err:
+            # Answered here rather than by the catch-all handler, which would also drop the connection.
+            log.exception("segmenting %s failed", file.filename)
+            raise ApiError(500, "internal_error", f"segmentation failed ({type(err).__name__}); see the server "
+                                                  "log") from err
+        finally:
+            state["in_flight"] -= 1
+        state["mean_seconds"] = 0.8 * state["mean_seconds"] + 0.2 * result.seconds
+        key = image_id(file.filename)
+        if output == "png":
+            return Response(result.png, media_type="image/png", headers={
+                "Content-Disposition": f'attachment; filename="{key}_segmentation.png"',
+                "X-Lesion-Area-Px": str(result.measurements["area_px"]),
+            })
+        return SegmentResult(id=key, mask_filename=f"{key}_segmentation.png",
+                             image=ImageSize(width=result.width, height=result.height),
+                             threshold=segmenter.config.inference.threshold,
+                             postprocess=list(getattr(segmenter, "postprocess", [])),
+                             measurements=LesionMeasurements(**result.measurements),
+                             mask_png_base64=base64.b64encode(result.png).decode("ascii"),
+                             seconds=result.seconds)
+
+    return app
+
+
+def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
+          backend: str = "torch", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, workers: int = DEFAULT_WORKERS,
+          queue_size: int = DEFAULT_QUEUE_SIZE) -> int:
+    """Load the model once and serve the app with uvicorn until interrupted (``skinnet serve``).
+
+    Args:
+        model: model file; ``None`` takes the shipped model (:func:`skinnet.weights.default_model_path`).
+        host: address to bind; the default answers only this machine.
+        port: TCP port.
+        device: ``auto``, ``cpu``, ``cuda``, ... (torch backend).
+        backend: ``torch`` or ``onnx``.
+        max_upload_bytes: largest accepted image file.
+        workers: images segmented at the same time.
+        queue_size: requests admitted at once before answering 503.
+
+    Raises:
+        ConfigError: limits that make no sense.
+        ModelFileError: no model given and none ships, or the file cannot be loaded.
+    """
+    import uvicorn
+
+    from skinnet.inference.segmenter import Segmenter
+    from skinnet.weights import default_model_path
+
+    if max_upload_bytes < 1 or workers < 1 or queue_size < workers:
+        raise ConfigError("need --max-upload-mb > 0, --workers >= 1 and --queue >= --workers")
+    path = model or default_model_path()
+    if path is None:
+        raise ModelFileError("no model: pass --model PATH (a best.safetensors written by skinnet train or "
+                             "skinnet demo); this install has no shipped model in skinnet/weights/")
+    segmenter = Segmenter.from_file(path, device=device, backend=backend)
+    app = create_app(segmenter, max_upload_bytes, workers, queue_size)
+    print(f"SkinNet app: http://{host}:{port}/  API docs: http://{host}:{port}/docs  (model {path})",
+          file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+    return 0
