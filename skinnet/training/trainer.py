@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -20,18 +22,19 @@ from tqdm import tqdm
 from skinnet.config import Config
 from skinnet.data.cache import CachedPairs, load_cached_pairs
 from skinnet.data.dataset import LesionDataset
-from skinnet.data.io import write_text
+from skinnet.data.io import remove_stale_temporaries, write_text
 from skinnet.data.layout import find_pairs
 from skinnet.data.splits import fold_ids, load_or_create_folds
 from skinnet.data.transforms import training_augmentation
 from skinnet.evaluation.evaluate import evaluate_folders
 from skinnet.inference.predict import predict_files
-from skinnet.inference.segmenter import Segmenter, resolve_device
+from skinnet.inference.segmenter import Segmenter
 from skinnet.losses import soft_dice_loss
 from skinnet.metrics import image_metrics
 from skinnet.networks import build_model
 from skinnet.networks.files import save_weights
 from skinnet.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from skinnet.training.distributed import init_distributed
 from skinnet.training.logs import EpochLog, read_log
 
 
@@ -86,7 +89,7 @@ def run_epoch(model: nn.Module, loader: DataLoader, device: torch.device,
                 logits = model(images)
             loss = soft_dice_loss(logits, masks)
             if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} ({desc}); lower train.lr or check the data")
+                raise TrainingError(f"loss became {loss.item()} in {desc}")
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 if use_amp:
@@ -129,7 +132,8 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
     Outputs: ``last.pt`` (full state, every epoch), ``best.pt`` and ``best.safetensors`` (best validation
     DC), ``log.csv``, ``val_predictions/<id>_segmentation.png`` at the ground truth's size,
     ``val_metrics.csv`` (per image) and ``val_summary.json``. The split is ``run_dir/splits.json``, created
-    from the seed if absent and reused (or user-edited) otherwise.
+    from the seed if absent and reused (or user-edited) otherwise. Started by ``torchrun``, the fold trains
+    data-parallel over its processes and rank 0 writes the outputs (see :mod:`skinnet.training.distributed`).
 
     Args:
         config: the run config.
@@ -141,12 +145,15 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
     run_dir = Path(run_dir)
     fold_dir = run_dir / f"fold_{fold}"
     fold_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(fold_dir)  # left by a killed run; they would only fill the disk
     write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=1))
     seed_everything(config.train.seed + fold)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    device = resolve_device(config.train.device)
-    train_pairs, val_pairs, val_records = prepare_fold(config, data_root, run_dir, fold)
+    dist_ctx = init_distributed(config.train.device)  # one process, or one of torchrun's (distributed.py)
+    device = dist_ctx.device
+    with dist_ctx.main_first():  # rank 0 fills the resize cache and writes the split; the others reuse them
+        train_pairs, val_pairs, val_records = prepare_fold(config, data_root, run_dir, fold)
 
     model = build_model(config.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
@@ -158,7 +165,11 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
     start_epoch, best_dc, best_epoch, rows = 0, -math.inf, -1, []
     if resume and (fold_dir / "last.pt").exists():
         state = load_checkpoint(fold_dir / "last.pt")
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise TrainingError(f"{fold_dir / 'last.pt'} holds a different network than the config describes; "
+                                "resume with the config the run started with") from err
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -166,42 +177,83 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
         set_rng_state(state["rng"])
         rows = [row for row in read_log(fold_dir / "log.csv") if row["epoch"] <= state["epoch"]]
 
+    trained = dist_ctx.wrap(model)  # DDP under torchrun, else model itself; model is saved and validated
     mean, std = config.data.mean, config.data.std
     augment = training_augmentation(config.data, config.train.seed + fold) if config.data.augment else None
     train_set = LesionDataset(train_pairs, mean, std, augment)
     val_loader = DataLoader(LesionDataset(val_pairs, mean, std), batch_size=config.train.batch_size,
                             num_workers=config.data.num_workers)
-    log = EpochLog(fold_dir, rows)
+    log = EpochLog(fold_dir, rows) if dist_ctx.is_main else None  # only rank 0 writes files
     epochs = tqdm(range(start_epoch, config.train.epochs), initial=start_epoch, total=config.train.epochs,
-                  desc=f"fold {fold}", unit="epoch", dynamic_ncols=True)
+                  desc=f"fold {fold}", unit="epoch", dynamic_ncols=True, disable=not dist_ctx.is_main)
     for epoch in epochs:
         started = time.perf_counter()
         if augment is not None:  # per-epoch seeds make a resumed run draw the same augmentations
-            augment.set_random_seed(config.train.seed + fold + 1000 * epoch)
-        generator = torch.Generator().manual_seed(config.train.seed + fold + epoch)
-        train_loader = DataLoader(train_set, batch_size=config.train.batch_size, shuffle=True,
-                                  drop_last=len(train_set) > config.train.batch_size, generator=generator,
-                                  num_workers=config.data.num_workers)
-        train = run_epoch(model, train_loader, device, optimizer, scaler, desc=f"epoch {epoch + 1} train")
-        val = run_epoch(model, val_loader, device, desc=f"epoch {epoch + 1} val")
+            # (offset by rank, so that processes do not draw the same transforms for their images)
+            augment.set_random_seed(config.train.seed + fold + 1000 * epoch + 7919 * dist_ctx.rank)
+        train_loader = dist_ctx.train_loader(train_set, config.train.batch_size, config.train.seed + fold, epoch,
+                                             config.data.num_workers)
+        try:
+            train = dist_ctx.mean_over_ranks(run_epoch(trained, train_loader, device, optimizer, scaler,
+                                                       desc=f"epoch {epoch + 1} train"))
+            # rank 0 validates and shares the scores: every process then takes the same LR and best decisions
+            val = dist_ctx.from_main(functools.partial(run_epoch, model, val_loader, device,
+                                                       desc=f"epoch {epoch + 1} val"))
+        except TrainingError as err:
+            raise TrainingError(f"{err}; {_last_good(fold_dir, epoch)}. Lower train.lr and train again "
+                                "(--resume keeps the saved learning rate), or check the data") from err
         scheduler.step(val["loss"])
         row = {"epoch": epoch, "train_loss": train["loss"], "train_dc": train["dc"], "train_ji": train["ji"],
                "val_loss": val["loss"], "val_dc": val["dc"], "val_ji": val["ji"],
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
         if val["dc"] > best_dc:
             best_dc, best_epoch = val["dc"], epoch
-            save_weights(fold_dir / "best.safetensors", model, config)
         state = {"config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
                  "best_dc": best_dc, "best_epoch": best_epoch, "rng": rng_state()}
-        if best_epoch == epoch:
-            save_checkpoint(fold_dir / "best.pt", state)
-        save_checkpoint(fold_dir / "last.pt", state)
-        log.append(row)
+        if log is not None:  # rank 0
+            save_epoch(fold_dir, log, row, model, config, state)
         epochs.set_postfix(loss=f"{train['loss']:.4f}", val_dc=f"{val['dc']:.4f}", lr=f"{row['lr']:.1e}")
-    log.close()
-    summary = predict_validation(fold_dir, val_records, device)
+    if log is not None:
+        log.close()
+    summary = dist_ctx.from_main(functools.partial(predict_validation, fold_dir, val_records, device))
+    dist_ctx.close()
     return FoldResult(fold_dir, best_epoch, best_dc, summary)
+
+
+def _last_good(fold_dir: Path, epoch: int) -> str:
+    """Where the state before ``epoch`` is, for error messages."""
+    if epoch == 0:
+        return "no epoch was completed, so there is no checkpoint"
+    return f"the last good state, epoch {epoch}, is in {fold_dir / 'last.pt'}"
+
+
+def save_epoch(fold_dir: Path, log: EpochLog, row: dict[str, float], model: nn.Module, config: Config,
+               state: dict[str, Any]) -> None:
+    """Log the epoch's row, write ``best.safetensors`` and ``best.pt`` if it is the best so far, then ``last.pt``.
+
+    The row goes first: a kill before ``last.pt`` is written re-runs the epoch on ``--resume``, which
+    replaces the row; the other order would lose the row of an epoch that ``last.pt`` already holds.
+
+    Raises:
+        TrainingError: a file cannot be written (e.g. a full disk); earlier files are left intact.
+    """
+    epoch = state["epoch"]
+    target = log.path
+    try:
+        log.append(row)
+        target = fold_dir / "best.safetensors"
+        if state["best_epoch"] == epoch:
+            save_weights(target, model, config)
+            target = fold_dir / "best.pt"
+            save_checkpoint(target, state)
+        target = fold_dir / "last.pt"
+        save_checkpoint(target, state)
+    except (OSError, RuntimeError, SafetensorError) as err:  # safetensors has its own type for a full disk
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise TrainingError(f"cannot write {target} ({reason}) after epoch {epoch + 1}; "
+                            f"{_last_good(fold_dir, epoch)}. Free space or fix the folder, then run again "
+                            "with --resume") from err
 
 
 def predict_validation(fold_dir: Path, val_records: list[Any], device: torch.device) -> dict[str, float]:

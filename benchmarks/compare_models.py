@@ -1,0 +1,167 @@
+"""SkinNet against the plain U-Net on equal terms: same folds, input size, epochs, seed and augmentation.
+
+Both networks are cross-validated by the library behind ``skinnet cv`` from one config that differs only in
+``model.name``, into ``OUT/skinnet`` and ``OUT/unet``, which share one ``splits.json``. Prints one table:
+parameters, FLOPs per image at the config's input size (``torch.utils.flop_counter``, a multiply-add counts
+2), median seconds per epoch (training + validation, from the fold logs), DC and JI as mean ± sd over folds,
+and a paired two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon``) of the per-image out-of-fold
+DC over the images both runs predicted. Finished folds are skipped, so an interrupted comparison continues
+where it stopped (``--resume`` also continues an interrupted fold). Writes ``OUT/comparison.{json,md}``.
+
+    python benchmarks/compare_models.py --config configs/cpu.yaml --data ../shared/data/isic2017_train \\
+        --out runs/compare [--folds 0,1,2,3,4] [--epochs N] [--resume] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+from torch.utils.flop_counter import FlopCounterMode
+
+from skinnet.config import Config, load_config
+from skinnet.data.io import write_text
+from skinnet.metrics import mean_metrics
+from skinnet.networks import build_model
+from skinnet.training.cv import RunError, fold_dir, prepare_run, read_metrics_csv, run_cv
+from skinnet.training.logs import read_log
+
+MODELS = {"skinnet": "SkinNet", "unet": "U-Net"}
+
+
+def count_parameters(config: Config) -> int:
+    """Trainable parameters of the network ``config`` describes."""
+    return sum(p.numel() for p in build_model(config.model).parameters() if p.requires_grad)
+
+
+def count_flops(config: Config, size: int | None = None) -> int:
+    """FLOPs of one forward pass of one ``size`` x ``size`` image (default: the config's input size)."""
+    size = size or config.data.image_size
+    model = build_model(config.model).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, config.model.in_channels, size, size))
+    return counter.get_total_flops()
+
+
+def seconds_per_epoch(run_dir: Path, folds: list[int]) -> float:
+    """Median wall time of an epoch over the folds' logs (the median ignores the first epoch's warm-up)."""
+    seconds = [row["seconds"] for fold in folds for row in read_log(fold_dir(run_dir, fold) / "log.csv")]
+    return statistics.median(seconds) if seconds else math.nan
+
+
+def fold_means(run_dir: Path, folds: list[int]) -> list[dict[str, float]]:
+    """Mean metrics of each fold's out-of-fold images."""
+    return [mean_metrics(read_metrics_csv(fold_dir(run_dir, fold) / "val_metrics.csv")) for fold in folds]
+
+
+def per_image_dc(run_dir: Path, folds: list[int]) -> dict[str, float]:
+    """Out-of-fold DC of each image of the folds, by ID."""
+    return {str(row["id"]): row["DC"] for fold in folds
+            for row in read_metrics_csv(fold_dir(run_dir, fold) / "val_metrics.csv")}
+
+
+def paired_wilcoxon(first: dict[str, float], second: dict[str, float]) -> dict[str, float]:
+    """Two-sided Wilcoxon signed-rank test of ``first - second`` over the IDs both have."""
+    ids = sorted(set(first) & set(second))
+    diff = np.array([first[key] - second[key] for key in ids])
+    result = {"n": len(ids), "median_difference": float(np.median(diff)) if ids else math.nan,
+              "statistic": math.nan, "p_value": math.nan}
+    if np.any(diff != 0):  # all-zero differences (identical predictions) have no test
+        test = stats.wilcoxon(diff)
+        result.update(statistic=float(test.statistic), p_value=float(test.pvalue))
+    return result
+
+
+def share_split(first: Path, second: Path) -> None:
+    """Give ``second`` the split of ``first``; refuse if it already has another one.
+
+    Raises:
+        RunError: ``second`` holds a different split.
+    """
+    source, target = first / "splits.json", second / "splits.json"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    elif json.loads(source.read_text())["folds"] != json.loads(target.read_text())["folds"]:
+        raise RunError(f"{target} differs from {source}: the models would not be compared on the same folds")
+
+
+def compare(config_path: str | None, data: str, out: Path, folds: list[int] | None, overrides: list[str],
+            resume: bool = False) -> dict[str, Any]:
+    """Cross-validate both networks on the same split and gather the numbers of the table."""
+    configs = {name: load_config(config_path, [*overrides, f"model.name={name}"]) for name in MODELS}
+    runs = {name: out / name for name in MODELS}
+    first, *others = MODELS
+    prepare_run(configs[first], data, runs[first])
+    for name in others:
+        share_split(runs[first], runs[name])
+    result: dict[str, Any] = {"config": config_path, "overrides": overrides, "data": str(data), "models": {}}
+    for name, config in configs.items():
+        summary = run_cv(config, data, runs[name], folds=folds, resume=resume, progress=print).summary
+        done = folds if folds is not None else list(range(summary["n_folds"]))
+        scores = fold_means(runs[name], done)
+        result["folds"] = done
+        result["models"][name] = {
+            "run_dir": str(runs[name]), "parameters": count_parameters(config), "flops": count_flops(config),
+            "image_size": config.data.image_size, "seconds_per_epoch": seconds_per_epoch(runs[name], done),
+            **{f"{metric}_{stat}": value for metric in ("DC", "JI") for stat, value in (
+                ("mean", float(np.mean([s[metric] for s in scores]))),
+                ("sd", float(np.std([s[metric] for s in scores], ddof=1)) if len(scores) > 1 else math.nan))},
+        }
+    result["wilcoxon_dc"] = paired_wilcoxon(per_image_dc(runs["skinnet"], result["folds"]),
+                                            per_image_dc(runs["unet"], result["folds"]))
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The comparison as a Markdown table and one line for the test."""
+    size = next(iter(result["models"].values()))["image_size"]
+    lines = [f"| model | parameters | GFLOPs/image ({size} px) | s/epoch | DC (mean ± sd over folds) | "
+             "JI (mean ± sd over folds) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, row in result["models"].items():
+        lines.append(f"| {MODELS[name]} | {row['parameters']:,} | {row['flops'] / 1e9:.3f} | "
+                     f"{row['seconds_per_epoch']:.2f} | {row['DC_mean']:.4f} ± {row['DC_sd']:.4f} | "
+                     f"{row['JI_mean']:.4f} ± {row['JI_sd']:.4f} |")
+    test = result["wilcoxon_dc"]
+    lines += ["", f"Folds {','.join(map(str, result['folds']))}. Paired Wilcoxon signed-rank test of per-image "
+                  f"out-of-fold DC, SkinNet − U-Net, n = {test['n']} images: median difference "
+                  f"{test['median_difference']:+.4f}, W = {test['statistic']:.1f}, p = {test['p_value']:.3g}"]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="YAML config shared by both models (default: the package defaults)")
+    parser.add_argument("--data", required=True, help="data folder (any layout skinnet reads)")
+    parser.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
+    parser.add_argument("--folds", help="comma list of folds, e.g. 0,1 (default: all folds of the split)")
+    parser.add_argument("--epochs", type=int, help="train.epochs for both models")
+    parser.add_argument("--resume", action="store_true", help="continue interrupted folds from last.pt")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for both models")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = [*args.overrides, *([f"train.epochs={args.epochs}"] if args.epochs else [])]
+    folds = [int(k) for k in args.folds.split(",") if k.strip()] if args.folds else None
+    out = Path(args.out)
+    result = compare(args.config, args.data, out, folds, overrides, resume=args.resume)
+    table = format_table(result)
+    write_text(out / "comparison.json", json.dumps(result, indent=1))
+    write_text(out / "comparison.md", table + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

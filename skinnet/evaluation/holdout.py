@@ -1,0 +1,91 @@
+"""Score a held-out test folder (e.g. the official ISIC 2017 test set) with a cross-validation run's folds.
+
+The fold models predict together (:class:`skinnet.inference.ensemble.Ensemble`: their lesion probabilities
+averaged) at each image's full size, and the masks are scored like the official scorer. Outputs, under
+``RUN_DIR/test/`` by default: ``predictions/<id>_segmentation.png``, ``metrics.csv`` (per image) and
+``summary.json`` (means, what was predicted with which models). A later call with the same test folder and
+unchanged model files reuses them instead of predicting again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from skinnet.data.io import write_text
+from skinnet.data.layout import find_pairs
+from skinnet.evaluation.evaluate import Evaluation, evaluate_folders
+from skinnet.inference.ensemble import Ensemble, fold_models
+from skinnet.inference.predict import predict_files
+from skinnet.training.cv import read_metrics_csv
+
+# The official layout's test subset; other layouts (images/ + masks/, flat) are read as they are.
+TEST_SUBSET = "Test_v2"
+
+
+@dataclass
+class HoldoutResult:
+    """The test folder's per-image scores, where they were written, and with how many fold models."""
+
+    evaluation: Evaluation
+    out_dir: Path
+    test_dir: Path
+    n_models: int
+
+    @property
+    def summary(self) -> dict[str, float]:
+        return self.evaluation.summary
+
+    @property
+    def pred_dir(self) -> Path:
+        return self.out_dir / "predictions"
+
+
+def _source(test_dir: Path, models: list[Path], n_images: int) -> dict[str, Any]:
+    """What a result was computed from: reuse it only while all of this is unchanged."""
+    return {"test_dir": str(test_dir.resolve()), "n_images": n_images,
+            "models": [[str(path.resolve()), path.stat().st_mtime_ns] for path in models]}
+
+
+def evaluate_holdout(run_dir: str | Path, test_dir: str | Path, out_dir: str | Path | None = None,
+                     device: str = "auto", reuse: bool = True, strict: bool = False) -> HoldoutResult:
+    """Predict ``test_dir`` with the ensemble of ``run_dir``'s fold models and score it.
+
+    Args:
+        run_dir: a cross-validation run folder (``fold_K/best.safetensors``).
+        test_dir: the test data in any layout :func:`skinnet.data.layout.find_pairs` reads; the official
+            ISIC 2017 layout is read from its ``ISIC-2017_Test_v2_*`` folders.
+        out_dir: where predictions and scores go (default ``run_dir/test``).
+        device: torch device of the models ("auto", "cpu", "cuda", ...).
+        reuse: return the saved result of an identical earlier call instead of predicting again.
+        strict: stop at the first image that cannot be read or scored.
+
+    Raises:
+        LayoutError: ``test_dir`` holds no pairs.
+        ModelFileError: ``run_dir`` has no fold model.
+    """
+    run_dir, test_dir = Path(run_dir), Path(test_dir)
+    out_dir = Path(out_dir) if out_dir else run_dir / "test"
+    pairs = find_pairs(test_dir, subset=TEST_SUBSET).pairs
+    models = fold_models(run_dir)
+    source = _source(test_dir, models, len(pairs))
+    summary_file, metrics_file = out_dir / "summary.json", out_dir / "metrics.csv"
+    if reuse and summary_file.is_file() and metrics_file.is_file():
+        saved = json.loads(summary_file.read_text())
+        if saved.get("source") == source:
+            evaluation = Evaluation(rows=read_metrics_csv(metrics_file), problems=saved.get("problems", []))
+            return HoldoutResult(evaluation, out_dir, test_dir, len(models))
+    pred_dir = out_dir / "predictions"
+    if pred_dir.is_dir():  # masks of an earlier test folder would be scored against this one's truths
+        shutil.rmtree(pred_dir)
+    ensemble = Ensemble.from_files(models, device=device)
+    prediction = predict_files(ensemble, [pair.image for pair in pairs], pred_dir, strict=strict)
+    evaluation = evaluate_folders(pred_dir, pairs[0].mask.parent, strict=strict)
+    evaluation.problems = prediction.failed + evaluation.problems
+    evaluation.write_csv(metrics_file)
+    write_text(summary_file, json.dumps({"source": source, "summary": evaluation.summary,
+                                         "problems": evaluation.problems}, indent=1))
+    return HoldoutResult(evaluation, out_dir, test_dir, len(models))

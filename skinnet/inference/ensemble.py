@@ -1,0 +1,98 @@
+"""The fold models of a cross-validation run as one segmenter: their lesion probabilities averaged."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from skinnet.config import Config
+from skinnet.inference.postprocess import apply_postprocessing
+from skinnet.inference.segmenter import Segmenter
+from skinnet.networks.files import ModelFileError
+
+
+def fold_models(run_dir: str | Path, name: str = "best.safetensors") -> list[Path]:
+    """``run_dir/fold_K/<name>`` of every fold that has one, in fold order.
+
+    Raises:
+        ModelFileError: no fold of ``run_dir`` has a model file.
+    """
+    found = []
+    for path in Path(run_dir).glob(f"fold_*/{name}"):
+        match = re.fullmatch(r"fold_(\d+)", path.parent.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    if not found:
+        raise ModelFileError(f"{run_dir}: no fold_*/{name}; train folds with skinnet cv or skinnet train first")
+    return [path for _, path in sorted(found)]
+
+
+class Ensemble:
+    """Several segmenters as one: the mean of their lesion probabilities, then threshold and post-processing.
+
+    Has the interface of :class:`Segmenter` (``predict_proba_batch``, ``predict_proba``, ``to_mask``,
+    ``predict``), so it goes wherever a segmenter does (e.g. :func:`skinnet.inference.predict.predict_files`).
+    Members may differ in input size: each resizes the image itself and its probability back to the image's
+    size. Each member applies its own TTA setting; the threshold and post-processing apply once, to the mean.
+
+    Args:
+        members: the segmenters (at least one).
+        threshold: lesion where the mean probability exceeds it; ``None`` takes the first member's.
+        postprocess: mask post-processing steps; ``None`` takes the first member's.
+    """
+
+    def __init__(self, members: Sequence[Segmenter], threshold: float | None = None,
+                 postprocess: Sequence[str] | None = None) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one model")
+        self.members = list(members)
+        first = self.members[0]
+        self.threshold = first.config.inference.threshold if threshold is None else threshold
+        self.postprocess = list(first.postprocess if postprocess is None else postprocess)
+
+    @classmethod
+    def from_files(cls, paths: Sequence[str | Path], device: str = "auto", batch_size: int = 4,
+                   tta: bool | None = None) -> Ensemble:
+        """Load each model file (``.safetensors`` or ``.pt``) as a member.
+
+        Args:
+            paths: the model files.
+            device: torch device of every member.
+            batch_size: images per forward pass.
+            tta: flip test-time augmentation for every member; ``None`` takes each model's saved choice.
+        """
+        return cls([Segmenter.from_file(path, device=device, batch_size=batch_size, tta=tta) for path in paths])
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, device: str = "auto", batch_size: int = 4,
+                 tta: bool | None = None) -> Ensemble:
+        """The ``best.safetensors`` of every fold of a cross-validation run (see :meth:`from_files`)."""
+        return cls.from_files(fold_models(run_dir), device=device, batch_size=batch_size, tta=tta)
+
+    @property
+    def config(self) -> Config:
+        """The first member's config (for code that reads ``segmenter.config``)."""
+        return self.members[0].config
+
+    def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Mean lesion probability ``float32 (H, W)`` of the members for each RGB uint8 image."""
+        total = self.members[0].predict_proba_batch(images)
+        for member in self.members[1:]:
+            for acc, prob in zip(total, member.predict_proba_batch(images), strict=True):
+                acc += prob  # in place: one full-size array per image, however many members
+        return [acc / len(self.members) for acc in total]
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        """Mean lesion probability of one image at its own size."""
+        return self.predict_proba_batch([image])[0]
+
+    def to_mask(self, probability: np.ndarray) -> np.ndarray:
+        """Threshold a (mean) probability map and apply the post-processing."""
+        return apply_postprocessing(probability > self.threshold, self.postprocess)
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Boolean lesion mask of one image at its own size."""
+        return self.to_mask(self.predict_proba(image))
