@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from skinnet.data.io import InputError, atomic_path, read_image, read_mask
-from skinnet.data.layout import Pair
+from skinnet.data.layout import LayoutError, Pair
 
 CACHE_VERSION = 1
 
@@ -34,6 +34,22 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """Resize a boolean mask to ``size x size``: area-average, then keep pixels at least half lesion."""
     resized = cv2.resize(mask.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
     return resized >= 0.5
+
+
+def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    """The RGB image and boolean mask of a pair, checked to be the same size.
+
+    Raises:
+        InputError: either file is unreadable, or the sizes differ.
+    """
+    image, mask = read_image(pair.image), read_mask(pair.mask)
+    if image.shape[:2] != mask.shape:
+        hint = ""
+        if image.shape[1::-1] == mask.shape:
+            hint = " (width and height swapped: masks must be in the displayed, EXIF-rotated orientation)"
+        raise InputError(pair.mask, f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                                    f"{image.shape[1]}x{image.shape[0]}{hint}")
+    return image, mask
 
 
 @dataclass
@@ -79,16 +95,15 @@ def load_cached_pairs(pairs: list[Pair], size: int, cache_dir: str | Path | None
     ids: list[str] = []
     for pair in tqdm(pairs, desc=f"caching {len(pairs)} pairs at {size}px", unit="img", leave=False):
         try:
-            image, mask = read_image(pair.image), read_mask(pair.mask)
-            if image.shape[:2] != mask.shape:
-                raise InputError(pair.mask, f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                                            f"{image.shape[1]}x{image.shape[0]}")
+            image, mask = read_pair(pair)
         except InputError as err:
             warnings.warn(f"skipped pair {pair.id}: {err}", stacklevel=2)
             continue
         images[len(ids)] = resize_image(image, size)
         masks[len(ids)] = resize_mask(mask, size)
         ids.append(pair.id)
+    if not ids:
+        raise LayoutError(f"none of the {len(pairs)} image/mask pairs could be read (see the warnings above)")
     images, masks = images[: len(ids)], masks[: len(ids)]
     folder.mkdir(parents=True, exist_ok=True)
     for name, array in (("images.npy", images), ("masks.npy", masks)):

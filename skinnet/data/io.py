@@ -19,6 +19,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # Larger images are refused before decoding: 100 megapixels is far above any dermoscope
 # (the ISIC 2017 originals reach 30 MP) and keeps a decompression bomb from exhausting memory.
 MAX_PIXELS = 100_000_000
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
+# Rows converted at a time: the RGB copy of a strip stays small even for the largest legal image.
+STRIP_ROWS = 512
 
 
 class InputError(ValueError):
@@ -36,11 +39,14 @@ def _open(path: str | Path) -> Image.Image:
         if path.stat().st_size == 0:
             raise InputError(path, "empty file (0 bytes)")
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # PIL warns from 89 megapixels on; MAX_PIXELS below is the limit that applies here.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
         width, height = image.size
         if width * height > MAX_PIXELS:
-            raise InputError(path, f"image of {width}x{height} pixels exceeds the limit of {MAX_PIXELS:,}")
+            image.close()
+            raise InputError(path, f"image of {width}x{height} pixels exceeds the limit of {MAX_PIXELS:,} "
+                                   "(refused as a possible decompression bomb)")
         image.load()
         return image
     except InputError:
@@ -49,81 +55,149 @@ def _open(path: str | Path) -> Image.Image:
         raise InputError(path, "no such file") from err
     except IsADirectoryError as err:
         raise InputError(path, "is a directory, not an image") from err
+    except PermissionError as err:
+        raise InputError(path, "permission denied") from err
     except UnidentifiedImageError as err:
         raise InputError(path, "not a readable image (unknown or corrupt format)") from err
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise InputError(path, f"refused as a decompression bomb ({err})") from err
-    except (OSError, SyntaxError, ValueError) as err:
-        raise InputError(path, f"corrupt or truncated image ({err})") from err
+    except Image.DecompressionBombError as err:
+        raise InputError(path, f"image declares more than {MAX_PIXELS:,} pixels "
+                               "(refused as a possible decompression bomb)") from err
+    except Exception as err:  # decoders fail on hostile bytes in many types (OSError, SyntaxError, ...)
+        raise InputError(path, f"corrupt or truncated image ({type(err).__name__}: {err})") from err
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image as RGB ``uint8 (H, W, 3)`` in its displayed orientation (EXIF applied).
 
     Grayscale is replicated to three channels, alpha is dropped (composited on black), palette and CMYK
-    images are converted, 16-bit images are scaled to 8 bits.
+    images are converted, 16-bit images are scaled to 8 bits. Peak memory is the decoded image plus the
+    returned array: conversion goes strip by strip.
+
+    Raises:
+        InputError: the file is missing, empty, not an image, corrupt, truncated or too large.
     """
     image = _open(path)
     try:
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)
     except Exception as err:  # a malformed EXIF block must not hide an otherwise good image
         warnings.warn(f"{path}: EXIF orientation ignored ({err})", stacklevel=2)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        array = array / (65535.0 if array.max() > 255 else 255.0) * 255.0
-        return np.repeat(np.round(array).astype(np.uint8)[..., None], 3, axis=2)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
-        image = Image.alpha_composite(background, image)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    width, height = image.size
+    scale = None
+    if image.mode in SIXTEEN_BIT_MODES:  # one scale for the whole image, not per strip
+        scale = 255.0 / (65535.0 if image.getextrema()[1] > 255 else 255.0)
+    rgb = np.empty((height, width, 3), np.uint8)
+    try:
+        for top in range(0, height, STRIP_ROWS):
+            strip = image.crop((0, top, width, min(top + STRIP_ROWS, height)))
+            rgb[top:top + STRIP_ROWS] = _rgb_strip(strip, scale)
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"cannot convert {image.mode} image to RGB ({err})") from err
+    return rgb
+
+
+def _rgb_strip(strip: Image.Image, scale: float | None) -> np.ndarray:
+    """A strip of any mode as RGB uint8; ``scale`` maps 16-bit values to 0-255."""
+    if scale is not None:
+        gray = np.round(np.asarray(strip, dtype=np.float64) * scale).clip(0, 255).astype(np.uint8)
+        return gray[..., None]
+    if strip.mode in ("RGBA", "LA", "PA") or (strip.mode == "P" and "transparency" in strip.info):
+        strip = strip.convert("RGBA")
+        strip = Image.alpha_composite(Image.new("RGBA", strip.size, (0, 0, 0, 255)), strip)
+    return np.asarray(strip if strip.mode == "RGB" else strip.convert("RGB"))
 
 
 def read_mask(path: str | Path) -> np.ndarray:
     """Read a ground-truth or predicted mask as boolean ``(H, W)``, binarised at ``> 128`` like the scorer.
 
+    Gray levels other than 0 and 255 are binarised with a warning; a grayscale mask saved as RGB is accepted.
+
     Raises:
-        InputError: unreadable, or a 0/1 mask (which ``> 128`` would score as empty).
+        InputError: unreadable, coloured, or a 0/1 mask (which ``> 128`` would score as empty).
     """
     image = _open(path)
-    if image.mode == "1":
+    if image.mode in ("1", "P"):
         image = image.convert("L")
     if image.mode in ("RGB", "RGBA"):
         array = np.asarray(image)[..., :3]
         if not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2])):
             raise InputError(path, "mask has colour (RGB) content; expected a single-channel 0/255 mask")
         array = array[..., 0]
-    elif image.mode in ("L", "P"):
-        array = np.asarray(image.convert("L") if image.mode == "P" else image)
+    elif image.mode == "LA":
+        array = np.asarray(image)[..., 0]
+    elif image.mode == "L":
+        array = np.asarray(image)
     else:
-        raise InputError(path, f"mask mode {image.mode!r} not supported; expected a single-channel 8-bit PNG")
+        raise InputError(path, f"mask mode {image.mode!r} not supported; expected a single-channel 8-bit "
+                               "0/255 PNG")
     values = np.unique(array)
     if values.max(initial=0) == 1:
         raise InputError(path, "mask values are 0/1; expected 0/255 (multiply by 255 before saving)")
-    if not set(values.tolist()) <= {0, 255}:
-        warnings.warn(f"{path}: mask has values other than 0/255; binarised at > 128", stacklevel=2)
+    others = values[(values != 0) & (values != 255)]
+    if len(others):
+        warnings.warn(f"{path}: mask has {len(others)} gray level(s) besides 0/255 (e.g. {others[0]}); "
+                      "binarised at > 128 like the official scorer", stacklevel=2)
     return array > 128
+
+
+def _file_mode() -> int:
+    """Permissions of a newly created file under the umask (``mkstemp`` alone gives 0600)."""
+    umask = os.umask(0o022)  # the only way to read it is to set it
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+# Read once: setting the umask to read it is not safe while other threads create files.
+FILE_MODE = _file_mode()
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    A crash or a kill at any moment leaves either the old file or the complete new one under ``path``.
+
+    Raises:
+        OSError: the folder cannot be created or written (e.g. a full disk); the message names ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot create a file here ({err.strerror})", str(path)) from err
     os.close(fd)
     try:
+        os.chmod(tmp, FILE_MODE)
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        if err.filename not in (None, tmp):
+            raise
+        # Name the file the user asked for, not the hidden temporary one.
+        raise OSError(err.errno, err.strerror, str(path)) from err
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporaries of :func:`atomic_path` that a killed process left in ``folder``; returns them."""
+    stale = [path for path in Path(folder).glob(".*.tmp") if path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a binary file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:
@@ -134,4 +208,5 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
 
 def write_mask(path: str | Path, mask: np.ndarray) -> None:
     """Write a boolean mask as a single-channel 0/255 PNG atomically."""
-    write_png(path, np.where(mask, 255, 0).astype(np.uint8))
+    # uint8 throughout: np.where(mask, 255, 0) would build an int64 copy, 8 bytes a pixel.
+    write_png(path, np.where(mask, np.uint8(255), np.uint8(0)))

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from skinnet.data.io import InputError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 MASK_SUFFIX = "_segmentation"
 IGNORED_SUFFIXES = ("_superpixels", MASK_SUFFIX)
@@ -76,20 +78,31 @@ def list_masks(folder: str | Path) -> dict[str, Path]:
     return masks
 
 
+def duplicate_masks(folder: str | Path, masks: dict[str, Path]) -> list[InputError]:
+    """The ``X.png`` files that :func:`list_masks` ignored because ``X_segmentation.png`` exists."""
+    return [InputError(Path(folder) / f"{key}.png", f"duplicate ID {key!r} (also {path.name}); ignored")
+            for key, path in masks.items()
+            if path.stem.endswith(MASK_SUFFIX) and (Path(folder) / f"{key}.png").is_file()]
+
+
 def find_images(inputs: Iterable[str | Path]) -> list[Path]:
     """Expand files and folders (not recursive) into image files, skipping masks and superpixel maps.
 
     Raises:
-        LayoutError: an input that does not exist.
+        LayoutError: an input that does not exist, or no image at all among the inputs.
     """
     found: list[Path] = []
-    for item in map(Path, inputs):
+    inputs = [Path(item) for item in inputs]
+    for item in inputs:
         if item.is_dir():
             found.extend(p for p in sorted(item.iterdir()) if _is_image(p))
         elif item.exists():
             found.append(item)
         else:
             raise LayoutError(f"{item}: no such file or folder")
+    if not found:
+        names = ", ".join(str(item) for item in inputs[:3]) + (", ..." if len(inputs) > 3 else "") or "inputs"
+        raise LayoutError(f"{names}: no images found (expected {', '.join(sorted(IMAGE_SUFFIXES))} files)")
     return found
 
 
@@ -99,10 +112,12 @@ def pair_folders(images_dir: str | Path, masks_dir: str | Path) -> PairSet:
     if not images_dir.is_dir():
         raise LayoutError(f"{images_dir}: not a folder")
     masks = list_masks(masks_dir)
+    problems: list[str] = []
     if images_dir.resolve() == masks_dir.resolve():  # flat folder: only X_segmentation.png are masks
         masks = {key: path for key, path in masks.items() if path.stem.endswith(MASK_SUFFIX)}
+    else:
+        problems += [str(err) for err in duplicate_masks(masks_dir, masks)]
     pairs: list[Pair] = []
-    problems: list[str] = []
     seen: dict[str, Path] = {}
     for image in sorted(p for p in images_dir.iterdir() if _is_image(p)):
         if image.stem in seen:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from skinnet.data.io import InputError, read_mask, write_text
-from skinnet.data.layout import LayoutError, find_pairs, list_masks
+from skinnet.data.layout import LayoutError, duplicate_masks, find_pairs, list_masks
 from skinnet.metrics import METRIC_NAMES, image_metrics, mean_metrics
 
 
@@ -64,10 +64,20 @@ def evaluate_folders(pred_dir: str | Path, gt: str | Path, strict: bool = False)
         pred_dir: folder of predicted masks.
         gt: folder of ground-truth masks or a data root.
         strict: raise at the first problem instead of recording it and going on.
+
+    Raises:
+        LayoutError: a folder is missing, or ``pred_dir`` holds no mask at all.
+        InputError: with ``strict``, the first prediction that cannot be scored.
     """
     predictions = list_masks(pred_dir)
+    if not predictions:
+        raise LayoutError(f"{pred_dir}: no predicted masks (<id>_segmentation.png) found")
     truths = truth_masks(gt)
     result = Evaluation(unmatched_truth=len(set(truths) - set(predictions)))
+    for duplicate in duplicate_masks(pred_dir, predictions):
+        if strict:
+            raise duplicate
+        result.problems.append(str(duplicate))
     for key, pred_path in sorted(predictions.items()):
         try:
             if key not in truths:
