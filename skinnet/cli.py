@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from skinnet.config import ConfigError
@@ -30,11 +31,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("no data folder: pass --data DIR or set data.root in the config")
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     started = time.perf_counter()
-    result = train_fold(config, data, out, fold=args.fold, resume=args.resume)
+    fold = None if args.fold == "all" else int(args.fold)
+    result = train_fold(config, data, out, fold=fold, resume=args.resume)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for all processes
         return 0
+    minutes = (time.perf_counter() - started) / 60
+    if fold is None:
+        print(f"trained on all pairs for {config.train.epochs} epochs in {minutes:.1f} min: "
+              f"{result.fold_dir / 'best.safetensors'}")
+        return 0
     print(f"fold {args.fold}: best epoch {result.best_epoch + 1}, validation DC {result.best_val_dc:.4f} "
-          f"(at {config.data.image_size}px); {(time.perf_counter() - started) / 60:.1f} min")
+          f"(at {config.data.image_size}px); {minutes:.1f} min")
     print(f"validation predictions at full size: {result.fold_dir / 'val_predictions'}")
     print("  ".join(f"{key} {result.val_summary[key]:.4f}" for key in ("AC", "DC", "JI", "SE", "SP", "TJI")))
     return 0
@@ -94,6 +101,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(note, file=sys.stderr)
     return 0
+
+
+def fold_or_all(text: str) -> str:
+    if text != "all" and not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a fold number or 'all', got {text!r}")
+    return text
 
 
 def fold_list(text: str) -> list[int]:
@@ -172,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train one cross-validation fold")
     train.add_argument("--config", required=True, help="YAML config, e.g. configs/cpu.yaml")
-    train.add_argument("--fold", type=int, default=0, help="fold to validate on (default 0)")
+    train.add_argument("--fold", default="0", type=fold_or_all,
+                       help="fold to validate on (default 0), or 'all' to train a final model on every pair")
     train.add_argument("--data", help="data folder (official ISIC 2017 layout, images/+masks/, or flat)")
     train.add_argument("--out", help="run folder (default runs/<config name>)")
     train.add_argument("--resume", action="store_true", help="continue from the fold's last.pt")
@@ -260,7 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                     line: str | None = None) -> str:
+    """Warnings as ``warning: <message>`` lines: they are for users, not for debugging our source."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = one_line_warning
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -9,19 +9,53 @@ pickled code.
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from pathlib import Path
+from typing import Any
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open, save
 from torch import nn
 
 from skinnet.config import Config, config_from_dict
-from skinnet.data.io import atomic_path
+from skinnet.data.io import write_bytes
 from skinnet.networks import build_model
 
 
 class ModelFileError(ValueError):
     """A model file that cannot be loaded."""
+
+
+class CheckpointError(ModelFileError):
+    """A checkpoint that cannot be loaded; a :class:`ModelFileError`, so the CLI reports it in one line."""
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [""])[0]
+
+
+def load_torch_file(path: str | Path) -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain Python values only; pickled code is refused.
+
+    Raises:
+        CheckpointError: the file is missing, truncated or corrupt, or holds pickled objects other than
+            tensors (refused without running them).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message spans many lines and suggests allowlisting; the refused global is what matters.
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        detail = f"unpickling needs {found.group(1)}" if found else _first_line(err)
+        raise CheckpointError(f"{path}: refused: the file holds pickled objects other than tensors, which "
+                              f"could run code ({detail}); load only checkpoints you trust") from err
+    except Exception as err:  # zip, pickle and storage errors come in many types
+        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt "
+                              f"({type(err).__name__}: {_first_line(err)})") from err
 
 
 def save_weights(path: str | Path, model: nn.Module, config: Config, half: bool = False) -> None:
@@ -37,8 +71,8 @@ def save_weights(path: str | Path, model: nn.Module, config: Config, half: bool 
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
         tensors[name] = tensor.half() if half and tensor.is_floating_point() else tensor
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "skinnet", "config": json.dumps(config.to_dict())})
+    # Serialised in memory, then written plainly: a full disk then gives an OSError naming the file.
+    write_bytes(path, save(tensors, metadata={"format": "skinnet", "config": json.dumps(config.to_dict())}))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
@@ -59,7 +93,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
             config = config_from_dict(json.loads(metadata["config"]))
             state = load_file(str(path))
         else:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            checkpoint = load_torch_file(path)
             if not isinstance(checkpoint, dict) or "config" not in checkpoint or "model" not in checkpoint:
                 raise ModelFileError(f"{path}: not a SkinNet checkpoint (no config/model entries)")
             config = config_from_dict(checkpoint["config"])

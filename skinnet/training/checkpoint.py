@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import pickle
 import random
-import re
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +11,11 @@ import numpy as np
 import torch
 
 from skinnet.data.io import write_bytes
-from skinnet.networks.files import ModelFileError
+from skinnet.networks.files import CheckpointError, load_torch_file
+
+__all__ = ["CheckpointError", "load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
 
 
-class CheckpointError(ModelFileError):
-    """A checkpoint that cannot be loaded; a :class:`ModelFileError`, so the CLI reports it in one line."""
 
 
 def rng_state() -> dict[str, Any]:
@@ -56,10 +54,6 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     write_bytes(path, buffer.getvalue())
 
 
-def _first_line(err: BaseException) -> str:
-    return (str(err).splitlines() or [""])[0]
-
-
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``: tensors and plain Python values only, no code.
 
@@ -67,20 +61,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         CheckpointError: the file is missing, truncated, not a checkpoint, or holds pickled code
             (refused without running it).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        # torch's message spans many lines and suggests allowlisting; the refused global is what matters.
-        found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        detail = f"unpickling needs {found.group(1)}" if found else _first_line(err)
-        raise CheckpointError(f"{path}: refused: the file holds pickled objects other than tensors, which "
-                              f"could run code ({detail}); load only checkpoints you trust") from err
-    except Exception as err:  # zip, pickle and storage errors come in many types
-        raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt "
-                              f"({type(err).__name__}: {_first_line(err)})") from err
+    state = load_torch_file(path)
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path}: not a SkinNet checkpoint (no model entry)")
     return state

@@ -109,15 +109,21 @@ def run_epoch(model: nn.Module, loader: DataLoader, device: torch.device,
 
 
 def prepare_fold(config: Config, data_root: str | Path, run_dir: str | Path,
-                 fold: int) -> tuple[CachedPairs, CachedPairs, list[Any]]:
-    """Find, cache and split the pairs; returns (train pairs, validation pairs, validation Pair records)."""
+                 fold: int | None) -> tuple[CachedPairs, CachedPairs, list[Any]]:
+    """Find, cache and split the pairs; returns (train pairs, validation pairs, validation Pair records).
+
+    ``fold=None`` trains on every pair and validates on none.
+    """
     pairset = find_pairs(data_root)
     for problem in pairset.problems:
         warnings.warn(problem, stacklevel=2)
     cached = load_cached_pairs(pairset.pairs, config.data.image_size, config.data.cache_dir)
-    folds = load_or_create_folds(Path(run_dir) / "splits.json", cached.ids, config.train.n_folds,
-                                 config.train.seed)
-    train_ids, val_ids = fold_ids(folds, fold)
+    if fold is None:
+        train_ids, val_ids = list(cached.ids), []
+    else:
+        folds = load_or_create_folds(Path(run_dir) / "splits.json", cached.ids, config.train.n_folds,
+                                     config.train.seed)
+        train_ids, val_ids = fold_ids(folds, fold)
     present = set(cached.ids)
     train_ids = [key for key in train_ids if key in present]
     val_ids = [key for key in val_ids if key in present]
@@ -125,7 +131,7 @@ def prepare_fold(config: Config, data_root: str | Path, run_dir: str | Path,
     return cached.subset(train_ids), cached.subset(val_ids), [by_id[key] for key in val_ids]
 
 
-def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold: int = 0,
+def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold: int | None = 0,
                resume: bool = False) -> FoldResult:
     """Train one fold and write its outputs under ``run_dir/fold_<fold>/``.
 
@@ -139,15 +145,18 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
         config: the run config.
         data_root: data folder in any layout :func:`skinnet.data.layout.find_pairs` reads.
         run_dir: the run's folder, shared by its folds.
-        fold: which fold to validate on.
+        fold: which fold to validate on; ``None`` trains on all pairs into ``run_dir/all/`` (no validation:
+            the learning rate then follows the training loss, and "best" is the last epoch). This is how a
+            final model is trained once cross-validation has measured the recipe.
         resume: continue from ``last.pt`` if it exists.
     """
     run_dir = Path(run_dir)
-    fold_dir = run_dir / f"fold_{fold}"
+    fold_dir = run_dir / ("all" if fold is None else f"fold_{fold}")
     fold_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(fold_dir)  # left by a killed run; they would only fill the disk
     write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=1))
-    seed_everything(config.train.seed + fold)
+    fold_seed = config.train.seed + (fold or 0)
+    seed_everything(fold_seed)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     dist_ctx = init_distributed(config.train.device)  # one process, or one of torchrun's (distributed.py)
@@ -179,34 +188,36 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
 
     trained = dist_ctx.wrap(model)  # DDP under torchrun, else model itself; model is saved and validated
     mean, std = config.data.mean, config.data.std
-    augment = training_augmentation(config.data, config.train.seed + fold) if config.data.augment else None
+    augment = training_augmentation(config.data, fold_seed) if config.data.augment else None
     train_set = LesionDataset(train_pairs, mean, std, augment)
     val_loader = DataLoader(LesionDataset(val_pairs, mean, std), batch_size=config.train.batch_size,
                             num_workers=config.data.num_workers)
     log = EpochLog(fold_dir, rows) if dist_ctx.is_main else None  # only rank 0 writes files
     epochs = tqdm(range(start_epoch, config.train.epochs), initial=start_epoch, total=config.train.epochs,
-                  desc=f"fold {fold}", unit="epoch", dynamic_ncols=True, disable=not dist_ctx.is_main)
+                  desc="all data" if fold is None else f"fold {fold}", unit="epoch", dynamic_ncols=True,
+                  disable=not dist_ctx.is_main)
     for epoch in epochs:
         started = time.perf_counter()
         if augment is not None:  # per-epoch seeds make a resumed run draw the same augmentations
             # (offset by rank, so that processes do not draw the same transforms for their images)
-            augment.set_random_seed(config.train.seed + fold + 1000 * epoch + 7919 * dist_ctx.rank)
-        train_loader = dist_ctx.train_loader(train_set, config.train.batch_size, config.train.seed + fold, epoch,
+            augment.set_random_seed(fold_seed + 1000 * epoch + 7919 * dist_ctx.rank)
+        train_loader = dist_ctx.train_loader(train_set, config.train.batch_size, fold_seed, epoch,
                                              config.data.num_workers)
         try:
             train = dist_ctx.mean_over_ranks(run_epoch(trained, train_loader, device, optimizer, scaler,
                                                        desc=f"epoch {epoch + 1} train"))
             # rank 0 validates and shares the scores: every process then takes the same LR and best decisions
             val = dist_ctx.from_main(functools.partial(run_epoch, model, val_loader, device,
-                                                       desc=f"epoch {epoch + 1} val"))
+                                                       desc=f"epoch {epoch + 1} val")) if val_records else {
+                "loss": math.nan, "dc": math.nan, "ji": math.nan}
         except TrainingError as err:
             raise TrainingError(f"{err}; {_last_good(fold_dir, epoch)}. Lower train.lr and train again "
                                 "(--resume keeps the saved learning rate), or check the data") from err
-        scheduler.step(val["loss"])
+        scheduler.step(val["loss"] if val_records else train["loss"])
         row = {"epoch": epoch, "train_loss": train["loss"], "train_dc": train["dc"], "train_ji": train["ji"],
                "val_loss": val["loss"], "val_dc": val["dc"], "val_ji": val["ji"],
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
-        if val["dc"] > best_dc:
+        if val["dc"] > best_dc or not val_records:
             best_dc, best_epoch = val["dc"], epoch
         state = {"config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
@@ -216,7 +227,8 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
         epochs.set_postfix(loss=f"{train['loss']:.4f}", val_dc=f"{val['dc']:.4f}", lr=f"{row['lr']:.1e}")
     if log is not None:
         log.close()
-    summary = dist_ctx.from_main(functools.partial(predict_validation, fold_dir, val_records, device))
+    summary = dist_ctx.from_main(functools.partial(predict_validation, fold_dir, val_records, device)) \
+        if val_records else {}
     dist_ctx.close()
     return FoldResult(fold_dir, best_epoch, best_dc, summary)
 

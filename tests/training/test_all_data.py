@@ -1,0 +1,27 @@
+"""Training a final model on every pair (``--fold all``): no validation, the LR follows the training loss."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from skinnet.config import load_config
+from skinnet.networks.files import load_model
+from skinnet.training.logs import read_log
+from skinnet.training.trainer import train_fold
+
+
+def test_all_data_training_uses_every_pair_and_keeps_the_last_epoch(sample_data: Path, tmp_path: Path) -> None:
+    config = load_config(None, ["model.width=4", "data.image_size=32", "train.epochs=3", "model.dilations=[1]",
+                                "train.lr_patience=0", "train.lr_factor=0.5", f"data.cache_dir={tmp_path / 'c'}"])
+    result = train_fold(config, sample_data, tmp_path / "run", fold=None)
+    assert result.fold_dir == tmp_path / "run" / "all" and result.val_summary == {}
+    assert not (tmp_path / "run" / "splits.json").exists()
+    rows = read_log(result.fold_dir / "log.csv")
+    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    assert all(math.isnan(row["val_dc"]) for row in rows)
+    assert result.best_epoch == 2  # "best" is the last epoch
+    _, saved = load_model(result.fold_dir / "best.safetensors")
+    assert saved == config
+    lrs = [row["lr"] for row in rows]
+    assert lrs == sorted(lrs, reverse=True) and all(lr <= config.train.lr for lr in lrs)
