@@ -281,8 +281,8 @@ def one_line_warning(message: Warning | str, category: type[Warning], filename: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.formatwarning = one_line_warning
     args = build_parser().parse_args(argv)
+    default_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
     try:
         return args.func(args)
     except USER_ERRORS as err:
@@ -295,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = default_format
 
 
 if __name__ == "__main__":
