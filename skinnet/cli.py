@@ -158,7 +158,7 @@ def cmd_finalize(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from skinnet.demo import run_demo
 
-    run_demo(args.out, epochs=args.epochs)
+    run_demo(args.out, epochs=args.epochs, train=args.train, model=args.model)
     return 0
 
 
@@ -267,9 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="requests admitted at once; more are answered 503 with Retry-After (default 32)")
     serve.set_defaults(func=cmd_serve)
 
-    demo = sub.add_parser("demo", help="train on the bundled samples for a few minutes and segment held-out ones")
+    demo = sub.add_parser("demo", help="segment and score the bundled ISIC sample pairs with the shipped model")
     demo.add_argument("--out", default="demo_output", help="output folder (default demo_output)")
-    demo.add_argument("--epochs", type=int, help="epochs (default 40)")
+    demo.add_argument("--model", help="model file instead of the shipped one")
+    demo.add_argument("--train", action="store_true",
+                      help="train a small model on 30 sample pairs for a few minutes, score the 10 held out")
+    demo.add_argument("--epochs", type=int, help="epochs of --train (default 40)")
     demo.set_defaults(func=cmd_demo)
     return parser
 
