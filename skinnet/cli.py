@@ -10,7 +10,7 @@ import time
 import warnings
 from pathlib import Path
 
-from skinnet.config import ConfigError
+from skinnet.config import Config, ConfigError, load_config
 from skinnet.data.io import InputError
 from skinnet.data.layout import LayoutError
 from skinnet.data.splits import SplitError
@@ -21,15 +21,19 @@ from skinnet.training.trainer import TrainingError
 USER_ERRORS = (ConfigError, InputError, LayoutError, SplitError, ModelFileError, TrainingError, RunError)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from skinnet.config import load_config
-    from skinnet.training.trainer import train_fold
-
+def run_arguments(args: argparse.Namespace) -> tuple[Config, str, Path]:
+    """The config (file + overrides), the data folder and the run folder of ``train`` and ``cv``."""
     config = load_config(args.config, args.overrides)
     data = args.data or config.data.root
     if not data:
         raise ConfigError("no data folder: pass --data DIR or set data.root in the config")
-    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    return config, data, Path(args.out or Path("runs") / Path(args.config).stem)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from skinnet.training.trainer import train_fold
+
+    config, data, out = run_arguments(args)
     started = time.perf_counter()
     fold = None if args.fold == "all" else int(args.fold)
     result = train_fold(config, data, out, fold=fold, resume=args.resume)
@@ -73,14 +77,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from skinnet.config import load_config
     from skinnet.training.cv import format_summary, prepare_run, run_cv
 
-    config = load_config(args.config, args.overrides)
-    data = args.data or config.data.root
-    if not data:
-        raise ConfigError("no data folder: pass --data DIR or set data.root in the config")
-    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    config, data, out = run_arguments(args)
     if args.prepare:
         folds = prepare_run(config, data, out)
         print(f"{out / 'splits.json'}: {len(folds)} folds; resize cache ready")

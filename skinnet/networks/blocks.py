@@ -26,6 +26,46 @@ class DoubleConv(nn.Sequential):
         self.out_channels = out_channels
 
 
+def check_input_size(x: torch.Tensor, depth: int) -> None:
+    """Raise a clear error for inputs the encoder cannot pool ``depth`` times without losing pixels."""
+    step = 2**depth
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return
+    height, width = x.shape[-2:]
+    if height % step or width % step:
+        raise ValueError(f"input size {height}x{width} must be divisible by 2**depth={step}")
+
+
+class EncoderDecoder(nn.Module):
+    """The U-shaped forward pass shared by SkinNet and U-Net; subclasses build the blocks and :meth:`center`.
+
+    Subclasses set ``depth``, ``encoder``, ``pool``, ``ups``, ``decoder`` (deepest level first) and ``head``.
+    """
+
+    depth: int
+    encoder: nn.ModuleList
+    pool: nn.Module
+    ups: nn.ModuleList
+    decoder: nn.ModuleList
+    head: nn.Module
+
+    def center(self, x: torch.Tensor) -> torch.Tensor:
+        """The bottleneck, at ``1 / 2**depth`` of the input size."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_size(x, self.depth)
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.center(x)
+        for up, block, skip in zip(self.ups, self.decoder, reversed(skips), strict=True):
+            x = block(up(x, skip))
+        return self.head(x)
+
+
 class UpConcat(nn.Module):
     """2x transposed-conv upsampling of the deeper features, concatenated with the skip connection."""
 

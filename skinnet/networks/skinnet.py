@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from skinnet.networks.blocks import ConvBNReLU, UpConcat
+from skinnet.networks.blocks import ConvBNReLU, EncoderDecoder, UpConcat
 
 
 class DenseBlock(nn.Module):
@@ -62,7 +62,7 @@ class DilatedBottleneck(nn.Module):
         return total
 
 
-class SkinNet(nn.Module):
+class SkinNet(EncoderDecoder):
     """SkinNet: dense-block encoder and decoder, dilated bottleneck, 2-class logits.
 
     Args:
@@ -103,27 +103,8 @@ class SkinNet(nn.Module):
             self.decoder.append(DenseBlock(2 * widths[level], widths[level], growth * 2**level))
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_size(x, self.depth)
-        skips = []
-        for block in self.encoder:
-            x = block(x)
-            skips.append(x)
-            x = self.pool(x)
-        x = self.bottleneck(self.bottleneck_in(x))
-        for up, block, skip in zip(self.ups, self.decoder, reversed(skips), strict=True):
-            x = block(up(x, skip))
-        return self.head(x)
-
-
-def check_input_size(x: torch.Tensor, depth: int) -> None:
-    """Raise a clear error for inputs the encoder cannot pool ``depth`` times without losing pixels."""
-    step = 2**depth
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return
-    height, width = x.shape[-2:]
-    if height % step or width % step:
-        raise ValueError(f"input size {height}x{width} must be divisible by 2**depth={step}")
+    def center(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bottleneck(self.bottleneck_in(x))
 
 
 def effective_dilation_rates(image_size: int, depth: int, rates: Sequence[int]) -> list[int]:

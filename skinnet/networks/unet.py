@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from skinnet.networks.blocks import DoubleConv, UpConcat
-from skinnet.networks.skinnet import check_input_size
+from skinnet.networks.blocks import DoubleConv, EncoderDecoder, UpConcat
 
 
-class UNet(nn.Module):
+class UNet(EncoderDecoder):
     """U-Net (Ronneberger et al., 2015) with batch norm and transposed-conv upsampling.
 
     Args:
@@ -37,14 +36,5 @@ class UNet(nn.Module):
             self.decoder.append(DoubleConv(2 * widths[level], widths[level]))
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_size(x, self.depth)
-        skips = []
-        for block in self.encoder:
-            x = block(x)
-            skips.append(x)
-            x = self.pool(x)
-        x = self.bottleneck(x)
-        for up, block, skip in zip(self.ups, self.decoder, reversed(skips), strict=True):
-            x = block(up(x, skip))
-        return self.head(x)
+    def center(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bottleneck(x)
