@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 SHIPPED_MODEL = Path(__file__).parent / "skinnet_isic2017.safetensors"
+MODEL_CARD = Path(__file__).parent / "MODEL_CARD.md"
 
 
 def default_model_path() -> Path | None:

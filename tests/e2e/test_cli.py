@@ -129,5 +129,5 @@ def test_python_api_matches_the_cli(trained_run: Path, sample_data: Path) -> Non
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
     result = skinnet("train", "--config", str(tmp_path / "nope.yaml"), "--data", str(tmp_path))
     assert result.returncode == 2 and "nope.yaml: cannot read config" in result.stderr
-    result = skinnet("predict", str(tmp_path), "--out", str(tmp_path / "o"))
-    assert result.returncode == 2 and "no model" in result.stderr
+    result = skinnet("predict", str(tmp_path), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "m.pt"))
+    assert result.returncode == 2 and "m.pt: model file not found" in result.stderr
