@@ -119,8 +119,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     postprocess = None if args.postprocess == "saved" else [s for s in args.postprocess.split(",") if s != "none"]
     tta = {"saved": None, "on": True, "off": False}[args.tta]
-    segmenter = Segmenter.from_file(args.model, device=args.device, backend=args.backend, tta=tta,
-                                    postprocess=postprocess, threads=args.threads)
+    options = {"device": args.device, "backend": args.backend, "tta": tta, "postprocess": postprocess,
+               "threads": args.threads}
+    if args.run:  # the fold models of a cross-validation run, their probabilities averaged
+        from skinnet.inference.ensemble import Ensemble
+
+        segmenter = Ensemble.from_run(args.run, **options)
+    else:
+        segmenter = Segmenter.from_file(args.model, **options)
     started = time.perf_counter()
     report = predict_files(segmenter, args.inputs, args.out, with_overlay=args.overlay,
                            with_probability=args.probability, strict=args.strict)
@@ -226,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     predict.add_argument("--out", required=True, help="output folder")
     predict.add_argument("--model", help="model file (.safetensors, .pt or .onnx); default: the shipped model")
+    predict.add_argument("--run", help="cross-validation run folder: average its fold models (an ensemble)")
     predict.add_argument("--overlay", action="store_true", help="also write <id>_overlay.png")
     predict.add_argument("--probability", action="store_true", help="also write <id>_probability.png (0-255)")
     predict.add_argument("--tta", choices=["saved", "on", "off"], default="saved",

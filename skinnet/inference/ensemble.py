@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,8 @@ class Ensemble:
 
     @classmethod
     def from_files(cls, paths: Sequence[str | Path], device: str = "auto", batch_size: int = 4,
-                   tta: bool | None = None) -> Ensemble:
+                   tta: bool | None = None, backend: str = "torch", postprocess: Sequence[str] | None = None,
+                   threads: int | None = None) -> Ensemble:
         """Load each model file (``.safetensors`` or ``.pt``) as a member.
 
         Args:
@@ -63,14 +65,18 @@ class Ensemble:
             device: torch device of every member.
             batch_size: images per forward pass.
             tta: flip test-time augmentation for every member; ``None`` takes each model's saved choice.
+            backend: "torch" or "onnx" for every member.
+            postprocess: mask post-processing; ``None`` takes the first member's saved steps.
+            threads: ONNX Runtime threads of each member.
         """
-        return cls([Segmenter.from_file(path, device=device, batch_size=batch_size, tta=tta) for path in paths])
+        members = [Segmenter.from_file(path, device=device, batch_size=batch_size, tta=tta, backend=backend,
+                                       threads=threads) for path in paths]
+        return cls(members, postprocess=postprocess)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: str = "auto", batch_size: int = 4,
-                 tta: bool | None = None) -> Ensemble:
-        """The ``best.safetensors`` of every fold of a cross-validation run (see :meth:`from_files`)."""
-        return cls.from_files(fold_models(run_dir), device=device, batch_size=batch_size, tta=tta)
+    def from_run(cls, run_dir: str | Path, **options: Any) -> Ensemble:
+        """The ``best.safetensors`` of every fold of a cross-validation run (options: see :meth:`from_files`)."""
+        return cls.from_files(fold_models(run_dir), **options)
 
     @property
     def config(self) -> Config:

@@ -131,3 +131,17 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and "nope.yaml: cannot read config" in result.stderr
     result = skinnet("predict", str(tmp_path), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "m.pt"))
     assert result.returncode == 2 and "m.pt: model file not found" in result.stderr
+
+
+def test_predict_with_a_run_folder_averages_its_fold_models(trained_run: Path, sample_data: Path,
+                                                           tmp_path: Path) -> None:
+    image = sample_data / "images" / "ISIC_0000025.jpg"
+    ensemble = skinnet("predict", str(image), "--out", str(tmp_path / "ens"), "--run", str(trained_run),
+                       "--tta", "on", "--postprocess", "largest_component")
+    single = skinnet("predict", str(image), "--out", str(tmp_path / "one"), "--model",
+                     str(trained_run / "fold_1" / "best.safetensors"), "--tta", "on",
+                     "--postprocess", "largest_component")
+    assert ensemble.returncode == 0 and single.returncode == 0, ensemble.stderr + single.stderr
+    # the run has one finished fold, so its ensemble must reproduce that fold's model exactly
+    name = "ISIC_0000025_segmentation.png"
+    assert np.array_equal(read_mask(tmp_path / "ens" / name), read_mask(tmp_path / "one" / name))
