@@ -65,12 +65,15 @@ def save_weights(path: str | Path, model: nn.Module, config: Config, half: bool 
         path: destination ``.safetensors`` file.
         model: the network.
         config: the run config (rebuilds the network and its preprocessing).
-        half: store floating-point tensors as float16 (halves the file; loading casts back to float32).
+        half: store the learned parameters as float16 (halves the file; loading casts back to float32).
+            Buffers such as batch-norm running statistics stay float32: a running variance can exceed
+            float16's range (65504) and would load as infinity, silencing its channels.
     """
+    parameters = {name for name, _ in model.named_parameters()}
     tensors = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
-        tensors[name] = tensor.half() if half and tensor.is_floating_point() else tensor
+        tensors[name] = tensor.half() if half and name in parameters and tensor.is_floating_point() else tensor
     # Serialised in memory, then written plainly: a full disk then gives an OSError naming the file.
     write_bytes(path, save(tensors, metadata={"format": "skinnet", "config": json.dumps(config.to_dict())}))
 

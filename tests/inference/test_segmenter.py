@@ -56,3 +56,13 @@ def test_half_precision_file_is_smaller_and_close(tiny_model: Path, tmp_path: Pa
     full = Segmenter.from_file(tiny_model, device="cpu").predict_proba(image)
     half = Segmenter.from_file(tmp_path / "half.safetensors", device="cpu").predict_proba(image)
     assert np.abs(full - half).max() < 1e-2
+
+
+def test_half_precision_keeps_batch_norm_statistics_exact(tiny_model: Path, tmp_path: Path) -> None:
+    model, config = load_model(tiny_model)
+    norm = next(m for m in model.modules() if isinstance(m, __import__("torch").nn.BatchNorm2d))
+    norm.running_var.fill_(1e6)  # beyond float16's range: as float16 it would load as inf
+    save_weights(tmp_path / "half.safetensors", model, config, half=True)
+    loaded, _ = load_model(tmp_path / "half.safetensors")
+    reloaded = next(m for m in loaded.modules() if isinstance(m, __import__("torch").nn.BatchNorm2d))
+    assert bool((reloaded.running_var == 1e6).all())
