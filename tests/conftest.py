@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,3 +48,17 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                 "model.dilations=[1,2,4]", f"data.cache_dir={run / 'cache'}"])
     result = train_fold(config, SAMPLE_DATA, run, fold=0)
     return result.fold_dir / "best.safetensors"
+
+
+@contextlib.contextmanager
+def tmpfs(tmp_path: Path, size: str) -> Iterator[Path]:
+    """A real small file system (tmpfs) under ``tmp_path``, for full-disk tests; skips where mounting fails."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import tmpfs
 from PIL import Image
 
 from skinnet.data.io import atomic_path, read_mask, remove_stale_temporaries, write_bytes, write_mask, write_text
@@ -73,15 +74,8 @@ def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path: Path) -> Non
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 256 kB file system (tmpfs); skipped where mounting is not permitted."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path, "256k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_full_disk_raises_enospc_naming_the_target_and_keeps_the_old_file(small_disk: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tmpfs
 
 from skinnet.config import Config, load_config
 from skinnet.networks.files import ModelFileError, load_model
@@ -108,15 +109,8 @@ def test_unwritable_output_folder_is_one_clear_line(
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
     """A real 64 MB file system (tmpfs) for a run's outputs; skipped where mounting is not permitted."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path, "64m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def fill(disk: Path) -> Path:
