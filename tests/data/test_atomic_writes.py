@@ -8,12 +8,11 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tmpfs
 from PIL import Image
 
 from skinnet.data.io import atomic_path, read_mask, remove_stale_temporaries, write_bytes, write_mask, write_text
@@ -72,10 +71,9 @@ def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path: Path) -> Non
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
+def small_disk(mount_tmpfs: Callable[[str], Path]) -> Path:
     """A real 256 kB file system (tmpfs); skipped where mounting is not permitted."""
-    with tmpfs(tmp_path, "256k") as mount:
-        yield mount
+    return mount_tmpfs("256k")
 
 
 def test_full_disk_raises_enospc_naming_the_target_and_keeps_the_old_file(small_disk: Path) -> None:

@@ -9,12 +9,11 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import tmpfs
 
 from skinnet.config import Config, load_config
 from skinnet.networks.files import ModelFileError, load_model
@@ -107,10 +106,9 @@ def test_unwritable_output_folder_is_one_clear_line(
 
 
 @pytest.fixture
-def disk(tmp_path: Path) -> Iterator[Path]:
+def disk(mount_tmpfs: Callable[[str], Path]) -> Path:
     """A real 64 MB file system (tmpfs) for a run's outputs; skipped where mounting is not permitted."""
-    with tmpfs(tmp_path, "64m") as mount:
-        yield mount
+    return mount_tmpfs("64m")
 
 
 def fill(disk: Path) -> Path:
