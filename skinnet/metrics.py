@@ -68,3 +68,9 @@ def mean_metrics(rows: Iterable[Mapping[str, float]]) -> dict[str, float]:
     for name in METRIC_NAMES:
         summary[name] = float(np.mean([row[name] for row in rows])) if rows else float("nan")
     return summary
+
+
+def sample_sd(values: Iterable[float]) -> float:
+    """Sample standard deviation (ddof = 1); NaN for fewer than two values."""
+    values = list(values)
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")

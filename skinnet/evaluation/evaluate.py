@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from skinnet.data.io import InputError, read_mask, write_text
+from skinnet.data.io import InputError, read_mask, write_csv
 from skinnet.data.layout import LayoutError, duplicate_masks, find_pairs, list_masks
-from skinnet.metrics import METRIC_NAMES, image_metrics, mean_metrics
+from skinnet.metrics import METRIC_NAMES, image_metrics, mean_metrics, sample_sd
 
 
 @dataclass
@@ -31,19 +29,15 @@ class Evaluation:
         """Mean and standard deviation of each metric over images, as a plain-text table."""
         lines = [f"{'metric':<6} {'mean':>7} {'sd':>7}   (n = {len(self.rows)} images)"]
         for name in METRIC_NAMES:
-            values = np.array([row[name] for row in self.rows], dtype=float)
-            mean = values.mean() if len(values) else math.nan
-            sd = values.std(ddof=1) if len(values) > 1 else math.nan
+            values = [float(row[name]) for row in self.rows]
+            mean = float(np.mean(values)) if values else math.nan
+            sd = sample_sd(values)
             lines.append(f"{name:<6} {mean:7.4f} {sd:7.4f}")
         return "\n".join(lines)
 
     def write_csv(self, path: str | Path) -> None:
         """One row per image: ``id`` and the six metrics (atomically written)."""
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["id", *METRIC_NAMES], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        write_text(path, buffer.getvalue())
+        write_csv(path, self.rows, ["id", *METRIC_NAMES])
 
 
 def truth_masks(gt: str | Path) -> dict[str, Path]:

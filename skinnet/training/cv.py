@@ -15,7 +15,6 @@ is continued by running the same command again (with ``--resume`` to continue th
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -27,10 +26,10 @@ import numpy as np
 
 from skinnet.config import Config
 from skinnet.data.cache import load_cached_pairs
-from skinnet.data.io import write_text
+from skinnet.data.io import write_csv, write_text
 from skinnet.data.layout import find_pairs
 from skinnet.data.splits import load_or_create_folds
-from skinnet.metrics import METRIC_NAMES, mean_metrics
+from skinnet.metrics import METRIC_NAMES, mean_metrics, sample_sd
 from skinnet.training.logs import read_log
 from skinnet.training.trainer import train_fold
 
@@ -166,11 +165,6 @@ def _finite(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _sd(values: Sequence[float]) -> float:
-    """Sample standard deviation (ddof = 1); NaN for fewer than two values."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-
-
 def summarize_cv(run_dir: str | Path, data_root: str | Path | None = None,
                  epochs: int | None = None) -> dict[str, Any]:
     """Pool the out-of-fold metrics of every finished fold; write ``cv_metrics.csv`` and ``cv_summary.json``.
@@ -202,17 +196,13 @@ def summarize_cv(run_dir: str | Path, data_root: str | Path | None = None,
         "folds_done": done,
         "complete": len(done) == len(split),
         "pooled": {key: _finite(value) for key, value in pooled.items()},
-        "pooled_sd": {name: _finite(_sd([row[name] for row in rows])) for name in METRIC_NAMES},
+        "pooled_sd": {name: _finite(sample_sd([row[name] for row in rows])) for name in METRIC_NAMES},
         "fold_mean": {name: _finite(float(np.mean([per_fold[str(k)][name] for k in done])) if done else math.nan)
                       for name in METRIC_NAMES},
-        "fold_sd": {name: _finite(_sd([per_fold[str(k)][name] for k in done])) for name in METRIC_NAMES},
+        "fold_sd": {name: _finite(sample_sd([per_fold[str(k)][name] for k in done])) for name in METRIC_NAMES},
         "per_fold": per_fold,
     }
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["fold", "id", *METRIC_NAMES], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(run_dir / CV_METRICS, buffer.getvalue())
+    write_csv(run_dir / CV_METRICS, rows, ["fold", "id", *METRIC_NAMES])
     write_text(run_dir / CV_SUMMARY, json.dumps(summary, indent=1))
     return summary
 

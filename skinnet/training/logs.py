@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
-from skinnet.data.io import write_text
+from skinnet.data.io import write_csv
 
 LOG_COLUMNS = ("epoch", "train_loss", "train_dc", "train_ji", "val_loss", "val_dc", "val_ji", "lr", "seconds")
 
@@ -41,11 +40,7 @@ class EpochLog:
 
     def append(self, row: dict[str, float]) -> None:
         self.rows.append(row)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(LOG_COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        write_text(self.path, buffer.getvalue())
+        write_csv(self.path, self.rows, LOG_COLUMNS)
         if self.writer is not None:
             for key, value in row.items():
                 if key != "epoch":
