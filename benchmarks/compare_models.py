@@ -3,7 +3,9 @@
 Both networks are cross-validated by the library behind ``skinnet cv`` from one config that differs only in
 ``model.name``, into ``OUT/skinnet`` and ``OUT/unet``, which share one ``splits.json``. Prints one table:
 parameters, FLOPs per image at the config's input size (``torch.utils.flop_counter``, a multiply-add counts
-2), median seconds per epoch (training + validation, from the fold logs), DC and JI as mean ± sd over folds,
+2), training seconds per image (one training step at the config's batch size and input size, timed for both
+networks in this run on this machine, so that the ratio holds even when the folds were trained elsewhere), DC
+and JI as mean ± sd over folds,
 and a paired two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon``) of the per-image out-of-fold
 DC over the images both runs predicted. Finished folds are skipped, so an interrupted comparison continues
 where it stopped (``--resume`` also continues an interrupted fold). Writes ``OUT/comparison.{json,md}``.
@@ -20,6 +22,7 @@ import math
 import shutil
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from skinnet.config import Config, load_config
 from skinnet.data.io import write_text
+from skinnet.inference.segmenter import resolve_device
+from skinnet.losses import soft_dice_loss
 from skinnet.metrics import mean_metrics
 from skinnet.networks import build_model
 from skinnet.training.cv import RunError, fold_dir, prepare_run, read_metrics_csv, run_cv
@@ -50,6 +55,47 @@ def count_flops(config: Config, size: int | None = None) -> int:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.zeros(1, config.model.in_channels, size, size))
     return counter.get_total_flops()
+
+
+def training_seconds_per_image(config: Config, steps: int = 10, warmup: int = 3) -> float:
+    """Median wall time of one training step (forward, eq. 1 loss, backward, Adam) per image.
+
+    Random input of the config's batch and input size on its device (``train.device``, with AMP on CUDA as in
+    training) and ``train.threads`` CPU threads; data loading is left out, as it is the same for both networks.
+    """
+    device = resolve_device(config.train.device)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    torch.manual_seed(config.train.seed)
+    model = build_model(config.model).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    batch, size = config.train.batch_size, config.data.image_size
+    images = torch.randn(batch, config.model.in_channels, size, size, device=device)
+    masks = (torch.rand(batch, size, size, device=device) > 0.5).long()
+    amp = config.train.amp and device.type == "cuda"
+    times = []
+    for step in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=amp):
+            logits = model(images)
+        soft_dice_loss(logits, masks).backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if step >= warmup:
+            times.append(time.perf_counter() - started)
+    return statistics.median(times) / batch
+
+
+def machine_name(config: Config) -> str:
+    """The device the step times were measured on, in words."""
+    device = resolve_device(config.train.device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {torch.get_num_threads()} threads"
 
 
 def seconds_per_epoch(run_dir: Path, folds: list[int]) -> float:
@@ -112,11 +158,13 @@ def compare(config_path: str | None, data: str, out: Path, folds: list[int] | No
         result["folds"] = done
         result["models"][name] = {
             "run_dir": str(runs[name]), "parameters": count_parameters(config), "flops": count_flops(config),
-            "image_size": config.data.image_size, "seconds_per_epoch": seconds_per_epoch(runs[name], done),
+            "image_size": config.data.image_size, "seconds_per_epoch_logged": seconds_per_epoch(runs[name], done),
+            "train_seconds_per_image": training_seconds_per_image(config),
             **{f"{metric}_{stat}": value for metric in ("DC", "JI") for stat, value in (
                 ("mean", float(np.mean([s[metric] for s in scores]))),
                 ("sd", float(np.std([s[metric] for s in scores], ddof=1)) if len(scores) > 1 else math.nan))},
         }
+    result["timed_on"] = machine_name(configs[first])
     result["wilcoxon_dc"] = paired_wilcoxon(per_image_dc(runs["skinnet"], result["folds"]),
                                             per_image_dc(runs["unet"], result["folds"]))
     return result
@@ -125,17 +173,32 @@ def compare(config_path: str | None, data: str, out: Path, folds: list[int] | No
 def format_table(result: dict[str, Any]) -> str:
     """The comparison as a Markdown table and one line for the test."""
     size = next(iter(result["models"].values()))["image_size"]
-    lines = [f"| model | parameters | GFLOPs/image ({size} px) | s/epoch | DC (mean ± sd over folds) | "
+    lines = [f"| model | parameters | GFLOPs/image ({size} px) | training s/image | DC (mean ± sd over folds) | "
              "JI (mean ± sd over folds) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for name, row in result["models"].items():
         lines.append(f"| {MODELS[name]} | {row['parameters']:,} | {row['flops'] / 1e9:.3f} | "
-                     f"{row['seconds_per_epoch']:.2f} | {row['DC_mean']:.4f} ± {row['DC_sd']:.4f} | "
+                     f"{row['train_seconds_per_image']:.4f} | {row['DC_mean']:.4f} ± {row['DC_sd']:.4f} | "
                      f"{row['JI_mean']:.4f} ± {row['JI_sd']:.4f} |")
     test = result["wilcoxon_dc"]
-    lines += ["", f"Folds {','.join(map(str, result['folds']))}. Paired Wilcoxon signed-rank test of per-image "
+    lines += ["", f"Training s/image: one training step per image, both networks timed in this run on "
+                  f"{result['timed_on']}.",
+              f"Folds {','.join(map(str, result['folds']))}. Paired Wilcoxon signed-rank test of per-image "
                   f"out-of-fold DC, SkinNet − U-Net, n = {test['n']} images: median difference "
                   f"{test['median_difference']:+.4f}, W = {test['statistic']:.1f}, p = {test['p_value']:.3g}"]
     return "\n".join(lines)
+
+
+def to_json(value: Any) -> str:
+    """Strict JSON: NaN (an sd over a single fold, a test without differences) becomes null."""
+    def clean(item: Any) -> Any:
+        if isinstance(item, float) and math.isnan(item):
+            return None
+        if isinstance(item, dict):
+            return {key: clean(inner) for key, inner in item.items()}
+        if isinstance(item, list):
+            return [clean(inner) for inner in item]
+        return item
+    return json.dumps(clean(value), indent=1, allow_nan=False)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -157,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     result = compare(args.config, args.data, out, folds, overrides, resume=args.resume)
     table = format_table(result)
-    write_text(out / "comparison.json", json.dumps(result, indent=1))
+    write_text(out / "comparison.json", to_json(result))
     write_text(out / "comparison.md", table + "\n")
     print(table)
     return 0

@@ -3,17 +3,19 @@
 #
 #   scripts/cv_per_gpu.sh CONFIG DATA RUN_DIR [key=value ...]
 #
-#   GPUS="0 1 2 3"   GPU indices to use (default: every GPU that nvidia-smi lists)
+#   GPUS="0 1 2 3"   GPU indices to use (default: every GPU that nvidia-smi lists); an index may repeat:
+#                    GPUS="0 0 0 0" trains four folds at once on GPU 0, which pays where a small model leaves
+#                    a large GPU mostly idle (e.g. configs/cpu.yaml on an H100)
 #   FOLDS="0 1 2"    folds to train (default: every fold of the split)
 #   TEST=DIR         also predict this labelled test folder with the fold ensemble in the report
 #   SKINNET=...      the command to run (default: skinnet)
 #
-# GPU i trains folds i, i+len(GPUS), ... one after another in its own process:
+# Worker i (on GPU GPUS[i]) trains folds i, i+len(GPUS), ... one after another in its own process:
 #   CUDA_VISIBLE_DEVICES=<gpu> skinnet cv --folds <its folds> --resume
-# Logs go to RUN_DIR/logs/gpu<index>.log. After an interruption, run the same command again: finished folds
-# are skipped and an unfinished one continues from its last.pt.
+# Logs go to RUN_DIR/logs/worker<i>_gpu<index>.log. After an interruption, run the same command again:
+# finished folds are skipped and an unfinished one continues from its last.pt.
 set -euo pipefail
-if [ $# -lt 3 ]; then sed -n '2,15p' "$0"; exit 2; fi
+if [ $# -lt 3 ]; then sed -n '2,16p' "$0"; exit 2; fi
 config=$1 data=$2 run=$3
 shift 3
 read -r -a skinnet <<< "${SKINNET:-skinnet}"
@@ -37,7 +39,7 @@ for i in "${!gpus[@]}"; do
   done
   if (( ${#mine[@]} == 0 )); then continue; fi
   list=$(IFS=,; echo "${mine[*]}")
-  log="$run/logs/gpu${gpus[i]}.log"
+  log="$run/logs/worker${i}_gpu${gpus[i]}.log"
   echo "GPU ${gpus[i]}: folds $list (log: $log)"
   CUDA_VISIBLE_DEVICES=${gpus[i]} "${skinnet[@]}" cv --config "$config" --data "$data" --out "$run" \
     --folds "$list" --resume "$@" > "$log" 2>&1 &

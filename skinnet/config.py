@@ -59,8 +59,15 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 1e-4
     weight_decay: float = 0.0
+    # "plateau": multiply by lr_factor when the monitored loss (validation, else training) has not improved
+    # for lr_patience epochs; "step": multiply by lr_factor at each epoch of lr_milestones (a schedule fixed in
+    # advance, e.g. the epochs at which a cross-validation fold's plateau schedule cut it); "poly": nnU-Net's
+    # lr * (1 - epoch / epochs) ** poly_power. A run without validation (--fold all) should not use "plateau".
+    schedule: str = "plateau"
     lr_factor: float = 0.5
     lr_patience: int = 5
+    lr_milestones: list[int] = field(default_factory=list)
+    poly_power: float = 0.9
     min_lr: float = 1e-6
     n_folds: int = 5
     seed: int = 42
@@ -70,6 +77,7 @@ class TrainConfig:
 
 
 POSTPROCESS_STEPS = ("largest_component", "fill_holes")
+LR_SCHEDULES = ("plateau", "step", "poly")
 
 
 @dataclass
@@ -205,6 +213,12 @@ def validate(config: Config) -> None:
         raise ConfigError("model.dilations must be a non-empty list of positive rates")
     if config.train.epochs < 1 or config.train.batch_size < 1 or config.train.lr <= 0:
         raise ConfigError("train.epochs, train.batch_size and train.lr must be positive")
+    if config.train.schedule not in LR_SCHEDULES:
+        raise ConfigError(f"train.schedule={config.train.schedule!r}: known schedules are {LR_SCHEDULES}")
+    if config.train.schedule == "step" and not config.train.lr_milestones:
+        raise ConfigError("train.schedule=step needs train.lr_milestones, e.g. [18, 26]")
+    if any(epoch < 1 for epoch in config.train.lr_milestones):
+        raise ConfigError("train.lr_milestones are epochs after which the LR falls: positive integers")
     if config.train.n_folds < 2:
         raise ConfigError("train.n_folds must be at least 2")
     unknown = set(config.inference.postprocess) - set(POSTPROCESS_STEPS)

@@ -82,8 +82,8 @@ def run_demo(out_dir: str | Path = "demo_output", epochs: int | None = None, tra
     write_overlays(pred_dir, SAMPLE_DATA, out_dir / "overlays")
     print(f"Segmented {len(report.written)} bundled ISIC 2017 sample images in {seconds:.1f} s "
           f"(model load included) with {model}.")
-    print("These pairs come from the ISIC 2017 training set and most were in the shipped model's training "
-          "data: the scores show it works, not how well it generalises (held-out scores: "
+    print("These pairs come from the ISIC 2017 training set, on which the shipped model was trained: the "
+          "scores show it works, not how well it generalises (cross-validated scores: "
           "skinnet/weights/MODEL_CARD.md).\n")
     print_results(evaluation, pred_dir, out_dir / "overlays", Path(model))
     return evaluation

@@ -36,6 +36,7 @@ from skinnet.networks.files import save_weights
 from skinnet.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from skinnet.training.distributed import init_distributed
 from skinnet.training.logs import EpochLog, read_log
+from skinnet.training.schedules import build_scheduler, step_scheduler
 
 
 class TrainingError(RuntimeError):
@@ -146,8 +147,9 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
         data_root: data folder in any layout :func:`skinnet.data.layout.find_pairs` reads.
         run_dir: the run's folder, shared by its folds.
         fold: which fold to validate on; ``None`` trains on all pairs into ``run_dir/all/`` (no validation:
-            the learning rate then follows the training loss, and "best" is the last epoch). This is how a
-            final model is trained once cross-validation has measured the recipe.
+            "best" is the last epoch, and the LR should follow a schedule fixed in advance,
+            ``train.schedule=step`` or ``poly``). This is how a final model is trained once cross-validation
+            has measured the recipe.
         resume: continue from ``last.pt`` if it exists.
     """
     run_dir = Path(run_dir)
@@ -155,21 +157,25 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
     fold_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(fold_dir)  # left by a killed run; they would only fill the disk
     write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=1))
+    if fold is None and config.train.schedule == "plateau":
+        warnings.warn("training on all pairs with train.schedule=plateau: with no validation loss the LR follows "
+                      "the training loss, which rarely plateaus; fix the schedule in advance with "
+                      "train.schedule=step and train.lr_milestones (e.g. where a CV fold cut the LR) or "
+                      "train.schedule=poly", stacklevel=2)
     fold_seed = config.train.seed + (fold or 0)
     seed_everything(fold_seed)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     dist_ctx = init_distributed(config.train.device)  # one process, or one of torchrun's (distributed.py)
     device = dist_ctx.device
+    if device.type == "cuda":  # one input size throughout: let cuDNN time its algorithms once and keep the fastest
+        torch.backends.cudnn.benchmark = True
     with dist_ctx.main_first():  # rank 0 fills the resize cache and writes the split; the others reuse them
         train_pairs, val_pairs, val_records = prepare_fold(config, data_root, run_dir, fold)
 
     model = build_model(config.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=config.train.lr_factor, patience=config.train.lr_patience,
-        min_lr=config.train.min_lr,
-    )
+    scheduler = build_scheduler(optimizer, config.train)
     scaler = torch.amp.GradScaler(device.type, enabled=config.train.amp and device.type == "cuda")
     start_epoch, best_dc, best_epoch, rows = 0, -math.inf, -1, []
     if resume and (fold_dir / "last.pt").exists():
@@ -213,7 +219,7 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
         except TrainingError as err:
             raise TrainingError(f"{err}; {_last_good(fold_dir, epoch)}. Lower train.lr and train again "
                                 "(--resume keeps the saved learning rate), or check the data") from err
-        scheduler.step(val["loss"] if val_records else train["loss"])
+        step_scheduler(scheduler, val["loss"] if val_records else train["loss"])
         row = {"epoch": epoch, "train_loss": train["loss"], "train_dc": train["dc"], "train_ji": train["ji"],
                "val_loss": val["loss"], "val_dc": val["dc"], "val_ji": val["ji"],
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}

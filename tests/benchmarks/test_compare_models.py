@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 from types import ModuleType
 
@@ -53,7 +54,9 @@ def test_compare_models_trains_both_on_one_split_and_reports_checked_numbers(
             assert row[f"{metric}_mean"] == pytest.approx(means[metric].mean())
             assert row[f"{metric}_sd"] == pytest.approx(means[metric].std())  # ddof=1
         logs = pd.concat([pd.read_csv(run / f"fold_{k}" / "log.csv") for k in (0, 1)])
-        assert len(logs) == 4 and row["seconds_per_epoch"] == pytest.approx(logs["seconds"].median())
+        assert len(logs) == 4 and row["seconds_per_epoch_logged"] == pytest.approx(logs["seconds"].median())
+        assert 0 < row["train_seconds_per_image"] < logs["seconds"].max()  # a step, not an epoch
+        assert f"| {row['train_seconds_per_image']:.4f} |" in printed
         per_image[name] = pd.concat(folds)[["id", "DC"]]
         assert f"{row['DC_mean']:.4f} ± {row['DC_sd']:.4f}" in printed
     assert result["models"]["skinnet"]["parameters"] != result["models"]["unet"]["parameters"]
@@ -69,3 +72,10 @@ def test_compare_models_trains_both_on_one_split_and_reports_checked_numbers(
     assert result["wilcoxon_dc"]["p_value"] == pytest.approx(expected.pvalue)
     assert result["wilcoxon_dc"]["statistic"] == pytest.approx(expected.statistic)
     assert "| SkinNet |" in printed and "| U-Net |" in printed and "Wilcoxon" in printed
+    assert f"timed in this run on {result['timed_on']}" in printed and result["timed_on"].startswith("CPU")
+
+
+def test_comparison_json_is_strict_json_with_nan_as_null() -> None:
+    text = load_benchmark().to_json({"DC_sd": math.nan, "folds": [0], "nested": [{"p_value": math.nan}]})
+    assert json.loads(text) == {"DC_sd": None, "folds": [0], "nested": [{"p_value": None}]}
+    assert "NaN" not in text

@@ -9,7 +9,7 @@ import pytest
 
 from skinnet.config import ConfigError
 from skinnet.data.io import read_image
-from skinnet.inference.segmenter import Segmenter
+from skinnet.inference.segmenter import Segmenter, resolve_device
 from skinnet.networks.files import load_model, save_weights
 
 
@@ -66,3 +66,15 @@ def test_half_precision_keeps_batch_norm_statistics_exact(tiny_model: Path, tmp_
     loaded, _ = load_model(tmp_path / "half.safetensors")
     reloaded = next(m for m in loaded.modules() if isinstance(m, __import__("torch").nn.BatchNorm2d))
     assert bool((reloaded.running_var == 1e6).all())
+
+
+@pytest.mark.parametrize("name", ["gpu0", "cuda:x"])
+def test_a_misspelled_device_is_a_config_error(name: str) -> None:
+    with pytest.raises(ConfigError, match="not a device name"):
+        resolve_device(name)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA: nothing to refuse")
+def test_asking_for_cuda_without_it_says_so_instead_of_a_torch_assertion(tiny_model: Path) -> None:
+    with pytest.raises(ConfigError, match="no CUDA GPU is usable here"):
+        Segmenter.from_file(tiny_model, device="cuda")
