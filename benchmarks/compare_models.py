@@ -32,10 +32,10 @@ from scipy import stats
 from torch.utils.flop_counter import FlopCounterMode
 
 from skinnet.config import Config, load_config
-from skinnet.data.io import write_text
+from skinnet.data.io import write_json, write_text
 from skinnet.inference.segmenter import resolve_device
 from skinnet.losses import soft_dice_loss
-from skinnet.metrics import mean_metrics
+from skinnet.metrics import mean_metrics, sample_sd
 from skinnet.networks import build_model
 from skinnet.training.cv import RunError, fold_dir, prepare_run, read_metrics_csv, run_cv
 from skinnet.training.logs import read_log
@@ -162,7 +162,7 @@ def compare(config_path: str | None, data: str, out: Path, folds: list[int] | No
             "train_seconds_per_image": training_seconds_per_image(config),
             **{f"{metric}_{stat}": value for metric in ("DC", "JI") for stat, value in (
                 ("mean", float(np.mean([s[metric] for s in scores]))),
-                ("sd", float(np.std([s[metric] for s in scores], ddof=1)) if len(scores) > 1 else math.nan))},
+                ("sd", sample_sd(s[metric] for s in scores)))},
         }
     result["timed_on"] = machine_name(configs[first])
     result["wilcoxon_dc"] = paired_wilcoxon(per_image_dc(runs["skinnet"], result["folds"]),
@@ -188,19 +188,6 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def to_json(value: Any) -> str:
-    """Strict JSON: NaN (an sd over a single fold, a test without differences) becomes null."""
-    def clean(item: Any) -> Any:
-        if isinstance(item, float) and math.isnan(item):
-            return None
-        if isinstance(item, dict):
-            return {key: clean(inner) for key, inner in item.items()}
-        if isinstance(item, list):
-            return [clean(inner) for inner in item]
-        return item
-    return json.dumps(clean(value), indent=1, allow_nan=False)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML config shared by both models (default: the package defaults)")
@@ -220,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     result = compare(args.config, args.data, out, folds, overrides, resume=args.resume)
     table = format_table(result)
-    write_text(out / "comparison.json", to_json(result))
+    write_json(out / "comparison.json", result)
     write_text(out / "comparison.md", table + "\n")
     print(table)
     return 0

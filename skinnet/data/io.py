@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
+import math
 import os
 import tempfile
 import warnings
@@ -201,6 +203,25 @@ def write_bytes(path: str | Path, data: bytes) -> None:
     """Write a binary file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN float, however deeply nested in dicts and lists, replaced by ``None``.
+
+    JSON has no NaN: an undefined statistic (the sd of a single fold, a test without differences) is null.
+    """
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(inner) for key, inner in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(inner) for inner in value]
+    return value
+
+
+def write_json(path: str | Path, value: Any) -> None:
+    """Write ``value`` as strict JSON (NaN as null, see :func:`json_safe`), indented, atomically."""
+    write_text(path, json.dumps(json_safe(value), indent=1, allow_nan=False))
 
 
 def write_csv(path: str | Path, rows: Iterable[Mapping[str, Any]], fieldnames: Sequence[str]) -> None:

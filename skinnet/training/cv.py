@@ -26,7 +26,7 @@ import numpy as np
 
 from skinnet.config import Config
 from skinnet.data.cache import load_cached_pairs
-from skinnet.data.io import write_csv, write_text
+from skinnet.data.io import json_safe, write_csv, write_json
 from skinnet.data.layout import find_pairs
 from skinnet.data.splits import load_or_create_folds
 from skinnet.metrics import METRIC_NAMES, mean_metrics, sample_sd
@@ -160,11 +160,6 @@ def read_metrics_csv(path: str | Path) -> list[dict[str, Any]]:
                 for row in csv.DictReader(handle)]
 
 
-def _finite(value: float) -> float | None:
-    """JSON has no NaN: an undefined statistic (e.g. the sd of one fold) is written as null."""
-    return None if math.isnan(value) else value
-
-
 def summarize_cv(run_dir: str | Path, data_root: str | Path | None = None,
                  epochs: int | None = None) -> dict[str, Any]:
     """Pool the out-of-fold metrics of every finished fold; write ``cv_metrics.csv`` and ``cv_summary.json``.
@@ -189,21 +184,21 @@ def summarize_cv(run_dir: str | Path, data_root: str | Path | None = None,
         per_fold[str(fold)] = mean_metrics(fold_rows)
         rows += [{"fold": fold, **row} for row in fold_rows]
     pooled = mean_metrics(rows)
-    summary: dict[str, Any] = {
+    summary: dict[str, Any] = json_safe({  # undefined statistics (one fold, one image) become None
         "run_dir": str(run_dir.resolve()),
         "data": str(Path(data_root).resolve()) if data_root else None,
         "n_folds": len(split),
         "folds_done": done,
         "complete": len(done) == len(split),
-        "pooled": {key: _finite(value) for key, value in pooled.items()},
-        "pooled_sd": {name: _finite(sample_sd([row[name] for row in rows])) for name in METRIC_NAMES},
-        "fold_mean": {name: _finite(float(np.mean([per_fold[str(k)][name] for k in done])) if done else math.nan)
+        "pooled": pooled,
+        "pooled_sd": {name: sample_sd([row[name] for row in rows]) for name in METRIC_NAMES},
+        "fold_mean": {name: float(np.mean([per_fold[str(k)][name] for k in done])) if done else math.nan
                       for name in METRIC_NAMES},
-        "fold_sd": {name: _finite(sample_sd([per_fold[str(k)][name] for k in done])) for name in METRIC_NAMES},
+        "fold_sd": {name: sample_sd([per_fold[str(k)][name] for k in done]) for name in METRIC_NAMES},
         "per_fold": per_fold,
-    }
+    })
     write_csv(run_dir / CV_METRICS, rows, ["fold", "id", *METRIC_NAMES])
-    write_text(run_dir / CV_SUMMARY, json.dumps(summary, indent=1))
+    write_json(run_dir / CV_SUMMARY, summary)
     return summary
 
 

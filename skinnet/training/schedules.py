@@ -3,8 +3,6 @@ epochs, or polynomial decay (nnU-Net)."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, MultiStepLR, ReduceLROnPlateau
 
@@ -37,8 +35,9 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Sc
 
 
 def step_scheduler(scheduler: Scheduler, monitored_loss: float) -> None:
-    """End-of-epoch step; only the plateau schedule looks at the loss (NaN counts as no improvement)."""
+    """End-of-epoch step; only the plateau schedule looks at the loss (a NaN never compares as better, so it
+    counts as an epoch without improvement)."""
     if isinstance(scheduler, ReduceLROnPlateau):
-        scheduler.step(math.inf if math.isnan(monitored_loss) else monitored_loss)
+        scheduler.step(monitored_loss)
     else:
         scheduler.step()
