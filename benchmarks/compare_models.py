@@ -17,85 +17,29 @@ where it stopped (``--resume`` also continues an interrupted fold). Writes ``OUT
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import shutil
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from scipy import stats
-from torch.utils.flop_counter import FlopCounterMode
 
-from skinnet.config import Config, load_config
+from skinnet.config import load_config
 from skinnet.data.io import write_json, write_text
-from skinnet.inference.segmenter import resolve_device
-from skinnet.losses import soft_dice_loss
+from skinnet.evaluation.comparison import (
+    count_flops,
+    count_parameters,
+    machine_name,
+    paired_wilcoxon,
+    share_split,
+    training_seconds_per_image,
+)
 from skinnet.metrics import mean_metrics, sample_sd
-from skinnet.networks import build_model
-from skinnet.training.cv import RunError, fold_dir, prepare_run, read_metrics_csv, run_cv
+from skinnet.training.cv import fold_dir, prepare_run, read_metrics_csv, run_cv
 from skinnet.training.logs import read_log
 
 MODELS = {"skinnet": "SkinNet", "unet": "U-Net"}
-
-
-def count_parameters(config: Config) -> int:
-    """Trainable parameters of the network ``config`` describes."""
-    return sum(p.numel() for p in build_model(config.model).parameters() if p.requires_grad)
-
-
-def count_flops(config: Config, size: int | None = None) -> int:
-    """FLOPs of one forward pass of one ``size`` x ``size`` image (default: the config's input size)."""
-    size = size or config.data.image_size
-    model = build_model(config.model).eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, config.model.in_channels, size, size))
-    return counter.get_total_flops()
-
-
-def training_seconds_per_image(config: Config, steps: int = 10, warmup: int = 3) -> float:
-    """Median wall time of one training step (forward, eq. 1 loss, backward, Adam) per image.
-
-    Random input of the config's batch and input size on its device (``train.device``, with AMP on CUDA as in
-    training) and ``train.threads`` CPU threads; data loading is left out, as it is the same for both networks.
-    """
-    device = resolve_device(config.train.device)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    torch.manual_seed(config.train.seed)
-    model = build_model(config.model).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
-    batch, size = config.train.batch_size, config.data.image_size
-    images = torch.randn(batch, config.model.in_channels, size, size, device=device)
-    masks = (torch.rand(batch, size, size, device=device) > 0.5).long()
-    amp = config.train.amp and device.type == "cuda"
-    times = []
-    for step in range(warmup + steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        started = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, enabled=amp):
-            logits = model(images)
-        soft_dice_loss(logits, masks).backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if step >= warmup:
-            times.append(time.perf_counter() - started)
-    return statistics.median(times) / batch
-
-
-def machine_name(config: Config) -> str:
-    """The device the step times were measured on, in words."""
-    device = resolve_device(config.train.device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU, {torch.get_num_threads()} threads"
 
 
 def seconds_per_epoch(run_dir: Path, folds: list[int]) -> float:
@@ -113,32 +57,6 @@ def per_image_dc(run_dir: Path, folds: list[int]) -> dict[str, float]:
     """Out-of-fold DC of each image of the folds, by ID."""
     return {str(row["id"]): row["DC"] for fold in folds
             for row in read_metrics_csv(fold_dir(run_dir, fold) / "val_metrics.csv")}
-
-
-def paired_wilcoxon(first: dict[str, float], second: dict[str, float]) -> dict[str, float]:
-    """Two-sided Wilcoxon signed-rank test of ``first - second`` over the IDs both have."""
-    ids = sorted(set(first) & set(second))
-    diff = np.array([first[key] - second[key] for key in ids])
-    result = {"n": len(ids), "median_difference": float(np.median(diff)) if ids else math.nan,
-              "statistic": math.nan, "p_value": math.nan}
-    if np.any(diff != 0):  # all-zero differences (identical predictions) have no test
-        test = stats.wilcoxon(diff)
-        result.update(statistic=float(test.statistic), p_value=float(test.pvalue))
-    return result
-
-
-def share_split(first: Path, second: Path) -> None:
-    """Give ``second`` the split of ``first``; refuse if it already has another one.
-
-    Raises:
-        RunError: ``second`` holds a different split.
-    """
-    source, target = first / "splits.json", second / "splits.json"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-    elif json.loads(source.read_text())["folds"] != json.loads(target.read_text())["folds"]:
-        raise RunError(f"{target} differs from {source}: the models would not be compared on the same folds")
 
 
 def compare(config_path: str | None, data: str, out: Path, folds: list[int] | None, overrides: list[str],
