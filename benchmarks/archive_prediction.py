@@ -1,0 +1,82 @@
+"""End-to-end batch prediction on the CPU: one image after another (as ``skinnet predict`` ran before
+archive mode) against the pipelined engine (worker threads overlapping decoding and writing with the
+network), measured side by side in one run.
+
+Each run is ``predict_files`` on a folder of 1024x768 JPEGs (the bundled ISIC samples resized up): decode,
+segment (resize, network, resize back, post-processing) and write each mask PNG, into a fresh folder.
+The configurations take turns, repeat after repeat, so that a change in the machine's load hits all of
+them alike; the table gives the median of the repeats and the speed-up over the sequential run of the
+same repeats. Model loading is not timed.
+
+    python benchmarks/archive_prediction.py [--backend onnx] [--images 40] [--repeats 5] [--model M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from skinnet.inference.model_spec import ModelSpec
+from skinnet.inference.predict import predict_files
+
+SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "skinnet" / "sample_data" / "images"
+# (name, worker threads, network threads); the first is the baseline.
+CONFIGS = [("sequential (1 image at a time, network on all cores)", 1, None),
+           ("pipelined, 2 workers, network 1 thread each", 2, 1),
+           ("pipelined, 2 workers, network on all cores each", 2, None)]
+
+
+def make_images(folder: Path, count: int, size: tuple[int, int] = (1024, 768)) -> None:
+    """``count`` JPEGs of ``size`` made from the bundled samples (cycled)."""
+    folder.mkdir(parents=True)
+    sources = sorted(SAMPLE_IMAGES.glob("*.jpg"))
+    for index in range(count):
+        image = Image.open(sources[index % len(sources)]).convert("RGB").resize(size, Image.BICUBIC)
+        image.save(folder / f"img{index:04d}.jpg", quality=92)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=["torch", "onnx"], default="onnx")
+    parser.add_argument("--images", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--model", help="model file (default: the shipped model)")
+    args = parser.parse_args(argv)
+    cores = os.cpu_count() or 1
+    seconds: dict[str, list[float]] = {name: [] for name, _, _ in CONFIGS}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        make_images(folder, args.images)
+        segmenters = {name: ModelSpec(model=args.model, device="cpu", backend=args.backend,
+                                      threads=threads or cores).load() for name, _, threads in CONFIGS}
+        for repeat in range(args.repeats + 1):  # the first round warms up (ONNX export, caches)
+            for name, workers, threads in CONFIGS:
+                torch.set_num_threads(threads or cores)  # for the torch backend; ONNX sessions have their own
+                out = Path(tmp) / f"out{repeat}-{workers}-{threads}"
+                started = time.perf_counter()
+                report = predict_files(segmenters[name], [folder], out, workers=workers)
+                elapsed = time.perf_counter() - started
+                assert len(report.written) == args.images and not report.failed, report.failed
+                if repeat:
+                    seconds[name].append(elapsed)
+    base = statistics.median(seconds[CONFIGS[0][0]])
+    print(f"{cores} CPU cores; backend {args.backend}; {args.images} JPEGs of 1024x768; median of "
+          f"{args.repeats} repeats, taken in turns\n")
+    print(f"| {'engine':<56} | {'images/s':>8} | {'x sequential':>12} | {'each repeat, x sequential':<28} |")
+    print(f"|{'-' * 58}|{'-' * 9}:|{'-' * 13}:|{'-' * 30}|")
+    for name, _, _ in CONFIGS:
+        median = statistics.median(seconds[name])
+        each = " ".join(f"{b / s:.2f}" for s, b in zip(seconds[name], seconds[CONFIGS[0][0]], strict=True))
+        print(f"| {name:<56} | {args.images / median:8.2f} | {base / median:12.2f} | {each:<28} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""Prediction on a Dask cluster: each worker loads the model once and writes its images' outputs itself.
+
+Dask distributed is an optional extra (``pip install "skinnet[cluster]"``). The driver sends chunks of
+work items (paths, not pixels) as tasks, at most four per worker thread at a time, so memory stays bounded
+however large the archive; each task reads, segments and commits its images with the same code as a local
+run (:func:`skinnet.inference.pipeline.run_local`), into the same output folder, which every worker must
+see at the same path (a shared file system). A bad file is an outcome of its task, and a worker that dies
+fails only its own chunk: both are reported in the run's summary while the other tasks go on.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from skinnet.config import ConfigError
+from skinnet.data.io import InputError
+from skinnet.inference.model_spec import ModelSpec
+from skinnet.inference.pipeline import Outcome, Reader, run_local
+from skinnet.inference.store import OutputStore, WorkItem
+
+TASKS_PER_THREAD = 4
+_LOADED: dict[ModelSpec, Any] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def import_distributed() -> Any:
+    """The ``distributed`` module, or a clear error saying how to install it."""
+    try:
+        import distributed
+    except ImportError as err:
+        raise ConfigError("running on a Dask cluster needs Dask distributed: pip install 'skinnet[cluster]' "
+                          "(or pip install dask distributed)") from err
+    return distributed
+
+
+def _worker_segmenter(spec: ModelSpec) -> Any:
+    """The model of ``spec``, loaded once per worker process (one thread per core unless ``spec`` says)."""
+    with _LOAD_LOCK:
+        if spec not in _LOADED:
+            from distributed import get_worker
+
+            threads = spec.threads or get_worker().state.nthreads
+            _LOADED.clear()  # one model at a time per worker
+            _LOADED[spec] = replace(spec, threads=threads).load()
+        return _LOADED[spec]
+
+
+def predict_chunk(spec: ModelSpec, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
+                  strict: bool, reader: Reader) -> list[Outcome]:
+    """A cluster task: predict ``items`` on this worker (images a retried task already wrote are kept)."""
+    segmenter = _worker_segmenter(spec)
+    finished = {item.id for item in items if store.is_done(item)}
+    todo = [item for item in items if item.id not in finished]
+    outcomes = run_local(segmenter, todo, store, batch_size, workers=1, strict=strict, reader=reader)
+    return [Outcome(image_id) for image_id in sorted(finished)] + outcomes
+
+
+class DaskEngine:
+    """Runs a prediction on a Dask cluster (see :func:`skinnet.inference.predict.predict_files`'s ``engine``).
+
+    Args:
+        spec: the model and options each worker loads.
+        scheduler: a ``distributed.Client``, a scheduler address (``tcp://host:8786``), or the path of a
+            scheduler file (JSON, as ``dask scheduler --scheduler-file`` writes).
+        chunk_size: images per task.
+    """
+
+    def __init__(self, spec: ModelSpec, scheduler: Any, chunk_size: int = 16) -> None:
+        import_distributed()
+        self.spec = spec.absolute()
+        self.scheduler = scheduler
+        self.chunk_size = chunk_size
+
+    def _client(self) -> tuple[Any, bool]:
+        """The client, and whether this engine opened it (and so closes it)."""
+        distributed = import_distributed()
+        if isinstance(self.scheduler, distributed.Client):
+            return self.scheduler, False
+        if Path(str(self.scheduler)).is_file():
+            return distributed.Client(scheduler_file=str(self.scheduler)), True
+        return distributed.Client(str(self.scheduler)), True
+
+    def run(self, items: Sequence[WorkItem], store: OutputStore, batch_size: int, strict: bool = False,
+            reader: Reader | None = None, on_done: Callable[[list[Outcome]], None] | None = None) -> list[Outcome]:
+        """Predict ``items`` on the cluster; outcomes in the order the tasks finished.
+
+        Raises:
+            InputError: with ``strict``, the first bad file a task met (the other tasks are cancelled).
+        """
+        distributed = import_distributed()
+        from skinnet.data.io import read_image
+
+        store = copy.copy(store)
+        store.out_dir = store.out_dir.absolute()
+        items = [replace(item, path=item.path.absolute()) for item in items]
+        size = max(batch_size, self.chunk_size // batch_size * batch_size)
+        chunks = iter([items[start : start + size] for start in range(0, len(items), size)])
+        client, opened = self._client()
+        outcomes: list[Outcome] = []
+        try:
+            slots = TASKS_PER_THREAD * max(1, sum(client.nthreads().values()))
+            running: dict[Any, list[WorkItem]] = {}
+            queue = distributed.as_completed()
+
+            def submit() -> None:
+                chunk = next(chunks, None)
+                if chunk is not None:
+                    future = client.submit(predict_chunk, self.spec, chunk, store, batch_size, strict,
+                                           reader or read_image, pure=False)
+                    running[future] = chunk
+                    queue.add(future)
+
+            for _ in range(slots):
+                submit()
+            for future in queue:
+                chunk = running.pop(future)
+                try:
+                    batch = future.result()
+                except InputError:
+                    client.cancel(list(running))
+                    raise
+                except (distributed.KilledWorker, distributed.comm.CommClosedError) as err:
+                    batch = [Outcome(item.id, f"{item.path}: not predicted: its cluster task failed "
+                                              f"({type(err).__name__}: {err})") for item in chunk]
+                outcomes.extend(batch)
+                if on_done is not None:
+                    on_done(batch)
+                submit()
+        finally:
+            if opened:
+                client.close()
+        return outcomes

@@ -1,0 +1,110 @@
+"""The pipelined engine: the same bytes as one image at a time, bad files as outcomes, a counting progress bar."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from skinnet.data.io import InputError
+from skinnet.inference.outputs import ImageResult, OutputWriter
+from skinnet.inference.pipeline import Outcome, ProgressBar, predict_batch
+from skinnet.inference.predict import predict_files
+from skinnet.inference.segmenter import Segmenter
+from skinnet.inference.store import OutputStore, WorkItem
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -> Path:
+    """Seven real images of several sizes, and a truncated JPEG."""
+    folder = tmp_path_factory.mktemp("images")
+    for index, path in enumerate(sorted((sample_data / "images").glob("*.jpg"))[:7]):
+        Image.open(path).resize((80 + 16 * index, 64 + 8 * index)).save(folder / path.name, quality=95)
+    data = (sample_data / "images" / "ISIC_0000025.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 3])
+    return folder
+
+
+class Keep(OutputWriter):
+    """Keeps each probability map in memory."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, np.ndarray] = {}
+
+    def write(self, result: ImageResult, out_dir: Path) -> None:
+        self.kept[result.id] = result.probability
+
+
+def test_worker_threads_and_batches_give_the_bytes_of_one_batch_after_another(
+        images: Path, tiny_model: Path, tmp_path: Path) -> None:
+    segmenter = Segmenter.from_file(tiny_model, device="cpu", batch_size=3, tta=True)
+    runs = {}
+    for workers in (1, 3):
+        out = tmp_path / f"workers{workers}"
+        report = predict_files(segmenter, [images], out, with_probability=True, with_overlay=True,
+                               batch_size=3, workers=workers)
+        assert len(report.written) == 7 and len(report.failed) == 1 and "cut.jpg" in report.failed[0]
+        runs[workers] = {path.name: path.read_bytes() for path in sorted(out.glob("*.png"))}
+    assert len(runs[1]) == 21 and runs[1] == runs[3]
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread, where a pass's batch size changes its results in the last bits (without padding)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_an_images_result_does_not_depend_on_its_batch_mates(images: Path, tiny_model: Path, tmp_path: Path,
+                                                             one_thread: None) -> None:
+    segmenter = Segmenter.from_file(tiny_model, device="cpu", batch_size=4)
+    paths = sorted(images.glob("ISIC_*.jpg"))
+    items = [WorkItem(path.stem, path) for path in paths]
+    keeps = []
+    for batch in ([items[0], items[1], items[2], items[3]], [items[0], items[5], items[6]], [items[0]]):
+        keep = Keep()
+        predict_batch(segmenter, batch, OutputStore(tmp_path, [keep], None), batch_size=4)
+        keeps.append(keep.kept[items[0].id])
+    assert all(np.array_equal(keeps[0], kept) for kept in keeps[1:])  # padded: always 4 per pass
+
+
+def test_a_bad_file_is_an_outcome_and_its_batch_mates_are_written(images: Path, tiny_model: Path,
+                                                                   tmp_path: Path) -> None:
+    segmenter = Segmenter.from_file(tiny_model, device="cpu")
+    good = sorted(images.glob("ISIC_*.jpg"))[0]
+    items = [WorkItem("cut", images / "cut.jpg"), WorkItem(good.stem, good)]
+    keep = Keep()
+    outcomes = predict_batch(segmenter, items, OutputStore(tmp_path, [keep], None), batch_size=2)
+    assert outcomes[1] == Outcome(good.stem) and outcomes[0].id == "cut"
+    assert outcomes[0].error is not None and outcomes[0].error.startswith(f"{images / 'cut.jpg'}: corrupt")
+    assert list(keep.kept) == [good.stem]
+    keep = Keep()
+    with pytest.raises(InputError, match=r"cut\.jpg"):
+        predict_batch(segmenter, items, OutputStore(tmp_path, [keep], None), batch_size=2, strict=True)
+    assert not keep.kept  # strict: nothing of the batch was written
+
+
+def test_strict_stops_in_input_order_even_with_worker_threads(images: Path, tiny_model: Path,
+                                                              tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    shutil.copytree(images, folder)
+    (folder / "ISIC_0000000.jpg").write_bytes(b"")  # sorts first
+    segmenter = Segmenter.from_file(tiny_model, device="cpu")
+    with pytest.raises(InputError, match="empty file"):
+        predict_files(segmenter, [folder], tmp_path / "out", strict=True, workers=2, resume=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_progress_bar_counts_images_and_failures() -> None:
+    bar = ProgressBar(5, enabled=True)
+    bar([Outcome("a"), Outcome("b", "b.jpg: empty file (0 bytes)")])
+    bar([Outcome("c", "c.jpg: no such file"), Outcome("d")])
+    assert (bar.bar.n, bar.failed) == (4, 2) and bar.bar.postfix == "failed=2"
+    bar.close()
