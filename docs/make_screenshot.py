@@ -1,10 +1,11 @@
 """Regenerate docs/web_app.png: the web app in headless Chromium after segmenting a sample image.
 
-Needs Chromium, chromedriver and selenium (``bash .ci/browser-deps.sh``; ``pip install -r requirements-dev.txt``)
-and a model worth showing, e.g. the demo's::
+Needs Chromium, chromedriver and selenium (``bash .ci/browser-deps.sh``; ``pip install -r requirements-dev.txt``);
+uses the shipped model unless ``--model`` names another. The bundled JPEGs carry no scale, so the pixel spacing
+field is filled with an illustrative ``--pixel-spacing`` (0.08 mm: a 256-pixel image 20 mm across, a common
+dermatoscope field of view) to show lengths in millimetres::
 
-    skinnet demo --out /tmp/demo_app --epochs 25
-    python docs/make_screenshot.py --model /tmp/demo_app/run/fold_0/best.safetensors
+    python docs/make_screenshot.py [--model M] [--pixel-spacing 0.08]
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model file (default: the shipped model)")
     parser.add_argument("--image", default=str(DEFAULT_IMAGE), help="image to segment")
     parser.add_argument("--out", default=str(DOCS / "web_app.png"), help="screenshot file")
+    parser.add_argument("--pixel-spacing", default="0.08", help="mm per pixel typed into the page ('' for none)")
     args = parser.parse_args(argv)
     app = create_app(Segmenter.from_file(args.model, device="cpu"))
     with serve_in_thread(app) as url, chromium(width=WIDTH, height=800) as driver:
         driver.get(url + "/")
+        if args.pixel_spacing:
+            driver.find_element("id", "pixel-spacing").send_keys(args.pixel_spacing)
         if upload(driver, args.image) != "ready":
             print(driver.find_element("id", "status").text, file=sys.stderr)
             return 1

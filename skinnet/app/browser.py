@@ -119,15 +119,22 @@ def canvas_png(driver: Any) -> bytes:
     return base64.b64decode(url.split(",", 1)[1])
 
 
-def download_bytes(driver: Any) -> bytes:
-    """What the page's "Download mask PNG" link would save."""
+def displayed_confidence(driver: Any) -> dict[str, str]:
+    """The confidence badge as shown: its text, class (``ok`` or ``flagged``) and ``data-flagged``."""
+    return driver.execute_script("""
+        const badge = document.getElementById('confidence');
+        return {text: badge.textContent, class: badge.className, flagged: badge.dataset.flagged};""")
+
+
+def download_bytes(driver: Any, link: str = "download") -> bytes:
+    """What one of the page's download links would save: ``download`` (the mask PNG) or ``report``."""
     data = driver.execute_async_script("""
         const done = arguments[arguments.length - 1];
-        fetch(document.getElementById('download').href).then((r) => r.arrayBuffer()).then((buffer) => {
+        fetch(document.getElementById(arguments[0]).href).then((r) => r.arrayBuffer()).then((buffer) => {
           let text = '';
           for (const byte of new Uint8Array(buffer)) text += String.fromCharCode(byte);
           done(btoa(text));
-        }).catch((err) => done('error: ' + err));""")
+        }).catch((err) => done('error: ' + err));""", link)
     if data.startswith("error: "):
         raise RuntimeError(f"download link failed: {data}")
     return base64.b64decode(data)

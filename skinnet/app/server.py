@@ -26,17 +26,27 @@ from pathlib import Path, PureWindowsPath
 from typing import Annotated, Literal, Protocol
 
 import numpy as np
-from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from starlette.exceptions import HTTPException
 
 from skinnet.app.limits import BodyTooLarge, UploadLimit
-from skinnet.app.schemas import ErrorBody, Health, ImageSize, LesionMeasurements, SegmentResult
+from skinnet.app.schemas import (
+    ConfidenceResult,
+    ErrorBody,
+    Health,
+    ImageSize,
+    LesionMeasurements,
+    ModelIdentity,
+    SegmentResult,
+)
 from skinnet.config import Config, ConfigError
-from skinnet.data.io import InputError, read_image
-from skinnet.evaluation.measurements import measure
+from skinnet.data.dicom import read_source
+from skinnet.data.io import InputError
+from skinnet.inference.confidence import uncertainty_png
+from skinnet.inference.findings import Finding, ModelInfo, find
 from skinnet.networks.files import ModelFileError
 
 log = logging.getLogger(__name__)
@@ -52,11 +62,15 @@ PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-i
 
 
 class MaskPredictor(Protocol):
-    """What the app needs of a model: :class:`skinnet.inference.Segmenter` is one."""
+    """What the app needs of a model: :class:`skinnet.inference.Segmenter` is one (and an ``Ensemble``)."""
 
     config: Config
 
-    def predict(self, image: np.ndarray) -> np.ndarray: ...
+    def predict_proba(self, image: np.ndarray) -> np.ndarray: ...
+
+    def to_mask(self, probability: np.ndarray) -> np.ndarray: ...
+
+    def predict_views_batch(self, images: list[np.ndarray], max_side: int | None = None) -> list[np.ndarray]: ...
 
 
 class ApiError(Exception):
@@ -69,11 +83,18 @@ class ApiError(Exception):
 
 @dataclass
 class _Segmentation:
-    width: int
-    height: int
-    measurements: dict
+    finding: Finding
+    source_format: str
     png: bytes
+    uncertainty_png: bytes | None
+    display_png: bytes | None
     seconds: float
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def image_id(filename: str | None) -> str:
@@ -82,25 +103,33 @@ def image_id(filename: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", stem).strip("._")[:100] or "image"
 
 
-def _segment(segmenter: MaskPredictor, data: bytes, name: str) -> _Segmentation:
-    """Decode, segment, measure and encode; runs in the worker threads."""
+def _segment(segmenter: MaskPredictor, data: bytes, name: str, model: ModelInfo,
+             pixel_spacing: float | None = None, with_uncertainty: bool = False) -> _Segmentation:
+    """Decode, segment, measure, score and encode; runs in the worker threads."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="skinnet-upload-") as tmp:
-        # read_image takes a path; reusing it keeps one set of decoding rules (EXIF, modes, bomb limits).
+        # read_source takes a path; reusing it keeps one set of decoding rules (EXIF, modes, bomb limits, DICOM).
         path = Path(tmp) / "upload"
         path.write_bytes(data)
         try:
-            image = read_image(path)
+            source = read_source(path)
         except InputError as err:
             raise ApiError(422, "invalid_image", f"{name}: {err.reason}") from err
         except Exception as err:  # a decoder failure on untrusted bytes is the upload's fault, not ours
             raise ApiError(422, "invalid_image", f"{name}: cannot decode ({type(err).__name__}: {err})") from err
     # The model's own threshold and post-processing, as `skinnet predict` applies them.
-    mask = segmenter.predict(image)
-    height, width = image.shape[:2]
-    buffer = io.BytesIO()
-    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(buffer, format="PNG")
-    return _Segmentation(width, height, measure(mask).to_dict(), buffer.getvalue(), time.perf_counter() - started)
+    probability = segmenter.predict_proba(source.pixels)
+    mask = segmenter.to_mask(probability)
+    finding, uncertainty = find(segmenter, source.pixels, probability, mask, model, source, pixel_spacing,
+                                with_uncertainty)
+    is_dicom = source.dataset is not None
+    return _Segmentation(finding, "dicom" if is_dicom else "image", _png(np.where(mask, 255, 0).astype(np.uint8)),
+                         None if uncertainty is None else _png(uncertainty_png(uncertainty)),
+                         _png(source.pixels) if is_dicom else None, time.perf_counter() - started)
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
 
 
 def _megabytes(n: int) -> str:
@@ -122,6 +151,7 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
     if max_upload_bytes < 1 or workers < 1 or queue_size < workers:
         raise ValueError("need max_upload_bytes >= 1, workers >= 1 and queue_size >= workers")
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skinnet-infer")
+    model = ModelInfo.of(segmenter)
     state = {"in_flight": 0, "mean_seconds": 1.0}
 
     @asynccontextmanager
@@ -134,8 +164,10 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
     except ImportError:
         make_app = FastAPI
     app = make_app(title="SkinNet", version="0.1.0", lifespan=lifespan, redoc_url=None,
-                   description="Skin lesion segmentation: upload a dermoscopy image, get the lesion mask and "
-                               "its measurements (in pixels). Errors are JSON {detail, code}.")
+                   description="Skin lesion segmentation: upload a dermoscopy image (JPEG, PNG, TIFF, or a "
+                               "single-frame colour DICOM), get the lesion mask, its measurements (in mm where "
+                               "the pixel spacing is known) and a confidence flag. Errors are JSON "
+                               "{detail, code}.")
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, err: ApiError) -> JSONResponse:
@@ -161,7 +193,7 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
     async def validation_error(_: Request, err: RequestValidationError) -> JSONResponse:
         problems = [f"{'.'.join(map(str, error.get('loc', ())))}: {error.get('msg')}" for error in err.errors()]
         detail = "; ".join(problems)
-        if any(error.get("loc", ("",))[0] == "body" for error in err.errors()):
+        if any(tuple(error.get("loc", ()))[:2] in (("body",), ("body", "file")) for error in err.errors()):
             detail += " (send the image as multipart/form-data in the field 'file')"
         return JSONResponse({"detail": detail, "code": "bad_request"}, 400)
 
@@ -174,18 +206,24 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
         config = segmenter.config
         return Health(status="ok", device=str(getattr(segmenter, "device", "unknown")), workers=workers,
                       model={"name": config.model.name, "width": config.model.width,
-                             "depth": config.model.depth, "image_size": config.data.image_size},
+                             "depth": config.model.depth, "image_size": config.data.image_size,
+                             "file": Path(model.file.split(";")[0]).name if model.file else "",
+                             "sha256": model.sha256, "version": model.version,
+                             "confidence": config.inference.confidence,
+                             "confidence_threshold": config.inference.confidence_threshold},
                       queue_size=queue_size, in_flight=state["in_flight"], max_upload_bytes=max_upload_bytes)
 
     errors = {status: {"model": ErrorBody, "description": text} for status, text in {
         400: "Not a multipart upload with a 'file' field, or a bad query parameter.",
         413: "The file is larger than the upload limit.",
-        422: "The file is not a usable image: unknown format, truncated or corrupt, or a decompression bomb.",
+        422: "The file is not a usable image: unknown format, truncated or corrupt, a decompression bomb, or a "
+             "DICOM file that is multi-frame, monochrome or without pixel data.",
         503: "The queue is full; retry after the Retry-After header's seconds.",
     }.items()}
     png_response = {"content": {"image/png": {}},
                     "description": "JSON as below, or with ?format=png the mask PNG itself (Content-Disposition "
-                                   "names it <id>_segmentation.png; X-Lesion-Area-Px gives the area)."}
+                                   "names it <id>_segmentation.png; X-Lesion-Area-Px gives the area, X-Confidence "
+                                   "and X-Flagged the confidence)."}
 
     @app.post("/api/segment", response_model=SegmentResult, responses={200: png_response, **errors},
               summary="Segment the lesion in an uploaded image and measure it",
@@ -195,8 +233,14 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
                           f"{queue_size} requests are admitted at once (running or waiting), more are answered "
                           "503 with a Retry-After header in seconds.")
     async def segment(
-        file: Annotated[UploadFile, File(description="The image: JPEG, PNG, TIFF, BMP, ...")],
+        file: Annotated[UploadFile, File(description="The image: JPEG, PNG, TIFF, BMP, ..., or a single-frame "
+                                                     "colour DICOM file")],
         output: Annotated[Literal["json", "png"], Query(alias="format", description="json or png")] = "json",
+        uncertainty: Annotated[bool, Query(description="Include the uncertainty map (uncertainty_png_base64)")]
+        = False,
+        pixel_spacing_mm: Annotated[float | None, Form(gt=0, le=100, description="mm per pixel, for images "
+                                                       "whose file gives no spacing (a DICOM file's own wins); "
+                                                       "lengths are then also in mm")] = None,
     ) -> SegmentResult | Response:
         if file.size is not None and file.size > max_upload_bytes:
             raise ApiError(413, "too_large", f"{file.filename}: {too_large}")
@@ -212,7 +256,8 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
             if len(data) > max_upload_bytes:
                 raise ApiError(413, "too_large", f"{file.filename}: {too_large}")
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(executor, _segment, segmenter, data, file.filename or "upload")
+            result = await loop.run_in_executor(executor, _segment, segmenter, data, file.filename or "upload",
+                                                model, pixel_spacing_mm, uncertainty)
         except ApiError:
             raise
         except Exception as err:
@@ -224,18 +269,25 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
             state["in_flight"] -= 1
         state["mean_seconds"] = 0.8 * state["mean_seconds"] + 0.2 * result.seconds
         key = image_id(file.filename)
+        finding = result.finding
         if output == "png":
             return Response(result.png, media_type="image/png", headers={
                 "Content-Disposition": f'attachment; filename="{key}_segmentation.png"',
-                "X-Lesion-Area-Px": str(result.measurements["area_px"]),
+                "X-Lesion-Area-Px": str(finding.measurements.area_px),
+                "X-Confidence": f"{finding.confidence.score:.4f}",
+                "X-Flagged": str(finding.confidence.flagged).lower(),
             })
         return SegmentResult(id=key, mask_filename=f"{key}_segmentation.png",
-                             image=ImageSize(width=result.width, height=result.height),
-                             threshold=segmenter.config.inference.threshold,
+                             image=ImageSize(width=finding.width, height=finding.height),
+                             source_format=result.source_format, spacing_source=finding.spacing_source,
+                             threshold=getattr(segmenter, "threshold", segmenter.config.inference.threshold),
                              postprocess=list(getattr(segmenter, "postprocess", [])),
-                             measurements=LesionMeasurements(**result.measurements),
-                             mask_png_base64=base64.b64encode(result.png).decode("ascii"),
-                             seconds=result.seconds)
+                             measurements=LesionMeasurements(**finding.measurements.to_dict()),
+                             confidence=ConfidenceResult(**finding.confidence.to_dict()),
+                             model=ModelIdentity(file=Path(model.file.split(";")[0]).name if model.file else "",
+                                                 sha256=model.sha256, version=model.version),
+                             mask_png_base64=_b64(result.png), uncertainty_png_base64=_b64(result.uncertainty_png),
+                             display_png_base64=_b64(result.display_png), seconds=result.seconds)
 
     return app
 

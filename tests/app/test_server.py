@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -100,11 +101,13 @@ def test_index_page_is_one_self_contained_file(client: httpx.Client) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in page.headers["content-security-policy"]
     assert not re.search(r"https?://", page.text), "the page must not load anything from elsewhere"
-    for element in ("file", "drop", "view", "show-mask", "show-outline", "opacity", "download", "measurements"):
+    for element in ("file", "drop", "view", "show-mask", "show-outline", "opacity", "download", "measurements",
+                    "pixel-spacing", "confidence", "show-uncertainty", "report"):
         assert f'id="{element}"' in page.text
 
 
-def test_real_images_masks_and_measurements(client: httpx.Client, app_segmenter) -> None:
+def test_real_images_masks_and_measurements(client: httpx.Client, app_segmenter, app_model: Path) -> None:
+    model_sha256 = hashlib.sha256(app_model.read_bytes()).hexdigest()
     partial = 0
     for path in IMAGES[:6]:
         response = post(client, path.name, path.read_bytes())
@@ -121,8 +124,16 @@ def test_real_images_masks_and_measurements(client: httpx.Client, app_segmenter)
         shown = body["measurements"]
         assert shown["area_px"] == int(mask.sum())
         assert shown["area_percent"] == pytest.approx(100 * mask.sum() / mask.size)
-        for key, value in measure(mask).to_dict().items():
+        for key, value in measure(mask, image).to_dict().items():
             assert shown[key] == (value if value is None else pytest.approx(value)), key
+        # A JPEG has no scale: millimetres are unknown, not guessed.
+        assert body["spacing_source"] is None and shown["max_diameter_mm"] is None
+        assert body["source_format"] == "image" and body["display_png_base64"] is None
+        confidence = body["confidence"]
+        assert 0 <= confidence["score"] <= 1 and confidence["method"] == "tta"
+        assert confidence["flagged"] == (confidence["score"] < confidence["threshold"] or not mask.any()
+                                         or mask.all())
+        assert body["model"]["sha256"] == model_sha256
         partial += 0 < mask.sum() < mask.size
     assert partial >= 3, "the test model should give partial masks (see the app_model fixture)"
 
@@ -276,15 +287,21 @@ def test_twenty_concurrent_requests_are_all_answered(server: str, app_segmenter)
 
 
 class GatedPredictor:
-    """Blocks in predict until the gate opens; predicts an empty mask."""
+    """Blocks in predict_proba until the gate opens; predicts no lesion anywhere."""
 
     def __init__(self, config) -> None:
         self.config = config
         self.gate = threading.Event()
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
         assert self.gate.wait(timeout=30)
-        return np.zeros(image.shape[:2], dtype=bool)
+        return np.zeros(image.shape[:2], dtype=np.float32)
+
+    def to_mask(self, probability: np.ndarray) -> np.ndarray:
+        return probability > 0.5
+
+    def predict_views_batch(self, images: list[np.ndarray], max_side: int | None = None) -> list[np.ndarray]:
+        return [np.zeros((4, 8, 8), np.float32) for _ in images]
 
 
 def test_full_queue_answers_503_with_retry_after(app_segmenter) -> None:
@@ -303,8 +320,11 @@ def test_full_queue_answers_503_with_retry_after(app_segmenter) -> None:
         predictor.gate.set()
         for future in admitted:
             body = future.result(timeout=30).json()
-            # An empty mask: zero area, and the shape measures that need a lesion are null.
+            # An empty mask: zero area, the shape measures that need a lesion are null, and it is flagged.
             assert body["measurements"]["area_px"] == 0 and body["measurements"]["asymmetry"] is None
+            assert body["confidence"] == {"score": 0.0, "method": app_segmenter.config.inference.confidence,
+                                          "threshold": app_segmenter.config.inference.confidence_threshold,
+                                          "flagged": True, "reason": "no lesion found"}
         assert post(http, "d.jpg", jpeg).status_code == 200
 
 
@@ -312,7 +332,7 @@ class FailingPredictor:
     def __init__(self, config) -> None:
         self.config = config
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
         raise RuntimeError("out of memory, say")
 
 

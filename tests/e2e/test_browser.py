@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,18 @@ from skinnet.app.browser import (
     BrowserUnavailable,
     canvas_png,
     chromium,
+    displayed_confidence,
     displayed_measurements,
     download_bytes,
     drop,
     find_browser,
     upload,
+    wait_for_result,
 )
 
 IMAGES = Path(__file__).resolve().parents[2] / "skinnet" / "sample_data" / "images"
 IMAGE = IMAGES / "ISIC_0000025.jpg"
+LENGTHS = ("max_diameter", "perimeter", "equivalent_diameter", "major_axis", "minor_axis")
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +88,10 @@ def pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
 
 
-def set_controls(driver: Any, mask: bool, outline: bool, opacity: int = 35) -> np.ndarray:
+def set_controls(driver: Any, mask: bool, outline: bool, opacity: int = 35,
+                 uncertainty: bool = False) -> np.ndarray:
     """Set the toggles by clicking them, the slider by script; return the canvas pixels."""
-    for element, wanted in (("show-mask", mask), ("show-outline", outline)):
+    for element, wanted in (("show-mask", mask), ("show-outline", outline), ("show-uncertainty", uncertainty)):
         box = driver.find_element("id", element)
         if box.is_selected() != wanted:
             box.click()
@@ -113,13 +118,17 @@ def test_upload_shows_the_outline_the_measurements_and_the_download(browser: Any
     shown = displayed_measurements(browser)
     m = expected["measurements"]
     assert shown["image_size"] == "256 × 256 px"
-    assert shown["area_px"] == f"{m['area_px']} px²"
+    # A JPEG has no scale: lengths are shown in pixels, and say so.
+    assert shown["area"] == f"{m['area_px']} px²"
     assert number(shown["area_percent"]) == round(m["area_percent"], 2)
-    for key in ("perimeter_px", "equivalent_diameter_px", "major_axis_px", "minor_axis_px", "orientation_deg"):
-        assert number(shown[key]) == pytest.approx(m[key], abs=0.051), key
-    for key in ("asymmetry", "compactness"):
+    for key in LENGTHS:
+        assert shown[key].endswith(" px") and number(shown[key]) == pytest.approx(m[f"{key}_px"], abs=0.051), key
+    assert number(shown["orientation_deg"]) == pytest.approx(m["orientation_deg"], abs=0.051)
+    for key in ("asymmetry", "compactness", "solidity"):
         assert number(shown[key]) == pytest.approx(m[key], abs=0.00051), key
+    assert number(shown["colour_variegation_delta_e"]) == pytest.approx(m["colour_variegation_delta_e"], abs=0.051)
     assert shown["components"] == str(m["components"])
+    assert "pixels" in browser.find_element("id", "units").text
 
     # The overlay lies exactly on the mask: nothing outside it changes, every lesion pixel is tinted, and
     # the outline alone is the mask's 1-pixel inner boundary (at 256 px the band is 1 pixel wide).
@@ -161,3 +170,81 @@ def test_drop_then_a_bad_file_shows_a_clear_error(browser: Any, server: str, tmp
     # Nothing of the previous image is left beside the error.
     assert not browser.find_element("id", "viewer").is_displayed()
     assert set(displayed_measurements(browser).values()) == {"–"}
+    assert displayed_confidence(browser)["text"] == ""
+
+
+def api_result(server: str, path: Path, spacing: str | None = None) -> dict:
+    with httpx.Client(base_url=server, timeout=60) as http:
+        data = {"pixel_spacing_mm": spacing} if spacing else {}
+        return http.post("/api/segment", params={"uncertainty": "true"}, data=data,
+                         files={"file": (path.name, path.read_bytes())}).json()
+
+
+def test_dicom_in_mm_with_confidence_uncertainty_and_report(browser: Any, server: str, tmp_path: Path,
+                                                            make_dicom: Any) -> None:
+    from skinnet.data.dicom import read_dicom
+    from skinnet.data.io import read_image
+
+    path = make_dicom(tmp_path / "ISIC_0000025.dcm", read_image(IMAGE), syntax="jpeg", spacing=(0.02, 0.02))
+    open_page(browser, server)
+    assert upload(browser, path) == "ready"
+    expected = api_result(server, path)
+    m = expected["measurements"]
+
+    # Millimetres, from the DICOM file's own spacing; the maximum diameter first.
+    shown = displayed_measurements(browser)
+    assert shown["max_diameter"] == f"{m['max_diameter_mm']:.2f} mm"
+    assert shown["area"] == f"{m['area_mm2']:.2f} mm²"
+    for key in LENGTHS:
+        assert shown[key].endswith(" mm") and number(shown[key]) == pytest.approx(m[f"{key}_mm"], abs=0.0051), key
+    assert "0.02 mm" in browser.find_element("id", "units").text
+    assert "PixelSpacing" in browser.find_element("id", "units").text
+
+    # The badge says what the API says.
+    badge = displayed_confidence(browser)
+    confidence = expected["confidence"]
+    assert badge["flagged"] == str(confidence["flagged"]).lower()
+    assert badge["class"] == ("flagged" if confidence["flagged"] else "ok")
+    assert f"{confidence['score']:.2f}" in badge["text"]
+    assert ("Check this outline" in badge["text"]) == confidence["flagged"]
+
+    # The browser cannot decode DICOM: the photo shown is the server's decoding of it, pixel for pixel.
+    plain = set_controls(browser, mask=False, outline=False)
+    np.testing.assert_array_equal(plain, read_dicom(path).pixels)
+
+    # The uncertainty overlay tints exactly the pixels the map calls uncertain.
+    uncertainty = np.asarray(Image.open(io.BytesIO(base64.b64decode(expected["uncertainty_png_base64"]))))
+    tinted = np.any(set_controls(browser, mask=False, outline=False, uncertainty=True) != plain, axis=-1)
+    assert not tinted[uncertainty == 0].any()
+    assert tinted[uncertainty >= 8].all()
+    assert 0 < tinted.mean() < 1
+
+    # The report: the outlined image, the measurements and the badge as shown, and the model's SHA-256.
+    outlined = set_controls(browser, mask=False, outline=True)
+    assert browser.find_element("id", "report").get_attribute("download") == "ISIC_0000025_report.html"
+    report = download_bytes(browser, "report").decode("utf-8")
+    assert expected["model"]["sha256"] in report and expected["model"]["version"] in report
+    image = re.search(r'id="outlined"[^>]* src="data:image/png;base64,([^"]+)"', report)
+    np.testing.assert_array_equal(pixels(base64.b64decode(image.group(1))), outlined)
+    for key, text in shown.items():
+        assert f'data-key="{key}">{text.replace("<", "&lt;")}</td>' in report, key
+    assert f'data-flagged="{str(confidence["flagged"]).lower()}"' in report
+    assert f"{confidence['score']:.2f}" in report
+
+
+def test_spacing_field_turns_pixels_into_mm(browser: Any, server: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, server)
+    assert upload(browser, IMAGE) == "ready"
+    px = api_result(server, IMAGE)["measurements"]
+    assert displayed_measurements(browser)["max_diameter"] == f"{px['max_diameter_px']:.1f} px"
+    browser.execute_script("document.body.dataset.state = 'sent'")
+    field = browser.find_element(By.ID, "pixel-spacing")
+    field.send_keys("0.05")
+    field.send_keys("\t")  # leaving the field commits it: the image is sent again with the spacing
+    assert wait_for_result(browser) == "ready"
+    shown = displayed_measurements(browser)
+    assert shown["max_diameter"] == f"{px['max_diameter_px'] * 0.05:.2f} mm"
+    assert shown["area"] == f"{px['area_px'] * 0.05**2:.2f} mm²"
+    assert "entered above" in browser.find_element("id", "units").text

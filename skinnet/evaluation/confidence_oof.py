@@ -1,0 +1,179 @@
+"""Which confidence score flags poor outlines, and at what threshold: out-of-fold evidence from a CV run.
+
+Every image of a cross-validation run's split is predicted by the fold model that did not train on it
+(``RUN/fold_K/best.safetensors`` for the IDs of fold ``K`` in ``RUN/splits.json``), with that model's own
+threshold, TTA and post-processing unless overridden. For each image: its Dice coefficient against the
+truth (official conventions, :func:`skinnet.metrics.image_metrics`, at the image's size) and both
+confidence scores of :mod:`skinnet.inference.confidence`.
+
+Per score: the Spearman rank correlation with DC (``scipy.stats.spearmanr``), the AUROC of the score for
+telling images with DC below the cut-off (0.7) from the rest (the Mann-Whitney U statistic divided by the
+number of pairs, ``scipy.stats.mannwhitneyu``), and a flagging threshold: the largest one whose false-alarm
+rate (flagged images among those with DC at or above the cut-off) stays within a budget (10%), with the
+share of poor images it catches. The recommended score is the one with the larger Spearman correlation.
+:func:`store_confidence_choice` writes a model file carrying the choice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from skinnet.config import CONFIDENCE_METHODS, config_from_dict
+from skinnet.data.io import read_image, read_mask, write_bytes
+from skinnet.data.layout import find_pairs
+from skinnet.inference.confidence import WORK_SIDE, margin_score, no_outline, tta_score
+from skinnet.inference.findings import model_threshold
+from skinnet.inference.manifest import file_sha256
+from skinnet.metrics import image_metrics
+from skinnet.training.cv import fold_dir, read_split
+
+DC_CUTOFF = 0.7
+MAX_FALSE_ALARM = 0.10
+ROW_FIELDS = ["id", "fold", "DC", *CONFIDENCE_METHODS, "no_outline"]
+
+
+def score_run(run_dir: str | Path, data_root: str | Path, device: str = "auto", tta: bool | None = None,
+              postprocess: Sequence[str] | None = None,
+              progress: Callable[[str], None] | None = None) -> tuple[list[dict[str, Any]], list[Path]]:
+    """Predict every out-of-fold image of a run and score it.
+
+    Args:
+        run_dir: the cross-validation run (``splits.json``, ``fold_K/best.safetensors``).
+        data_root: the data folder the run was trained on (any layout :func:`find_pairs` reads).
+        device: torch device.
+        tta: flip TTA for the masks; ``None`` takes each model's saved choice.
+        postprocess: mask post-processing; ``None`` takes each model's saved steps.
+        progress: called with one line per fold.
+
+    Returns:
+        One row per image (:data:`ROW_FIELDS`) and the model files used.
+    """
+    from skinnet.inference.segmenter import Segmenter
+
+    pairs = {pair.id: pair for pair in find_pairs(data_root).pairs}
+    rows: list[dict[str, Any]] = []
+    models: list[Path] = []
+    for fold, ids in enumerate(read_split(run_dir)):
+        model = fold_dir(run_dir, fold) / "best.safetensors"
+        if not model.is_file():
+            if progress:
+                progress(f"fold {fold}: no {model.name}; its {len(ids)} images are left out")
+            continue
+        models.append(model)
+        segmenter = Segmenter.from_file(model, device=device, tta=tta, postprocess=postprocess)
+        threshold = model_threshold(segmenter)
+        for image_id in ids:
+            if image_id not in pairs:
+                continue
+            image, truth = read_image(pairs[image_id].image), read_mask(pairs[image_id].mask)
+            probability = segmenter.predict_proba(image)
+            mask = segmenter.to_mask(probability)
+            views = segmenter.predict_views_batch([image], WORK_SIDE)[0]
+            rows.append({"id": image_id, "fold": fold, "DC": image_metrics(truth, mask)["DC"],
+                         "tta": tta_score(views, threshold), "margin": margin_score(probability, mask, threshold),
+                         "no_outline": no_outline(mask) or ""})
+        if progress:
+            progress(f"fold {fold}: {sum(row['fold'] == fold for row in rows)} images scored with {model}")
+    return rows, models
+
+
+def flag_rates(scores: np.ndarray, poor: np.ndarray, threshold: float) -> tuple[float, float, float]:
+    """``(flagged, caught, false alarms)``: shares of all images, of the poor ones, of the others."""
+    flagged = scores < threshold
+
+    def share(part: np.ndarray) -> float:
+        return float(flagged[part].mean()) if part.any() else math.nan
+
+    return float(flagged.mean()), share(poor), share(~poor)
+
+
+def choose_threshold(scores: np.ndarray, poor: np.ndarray, max_false_alarm: float = MAX_FALSE_ALARM) -> float:
+    """The largest threshold (flag ``score < threshold``) whose false-alarm rate is within ``max_false_alarm``.
+
+    Candidates lie halfway between consecutive distinct scores (rounded to 4 decimals), so each flags a
+    different set of images; the lowest candidate, the smallest score, flags none.
+    """
+    values = np.unique(scores)
+    candidates = [float(values[0])] + [round(float(a + b) / 2, 4) for a, b in itertools.pairwise(values)]
+    allowed = [t for t in candidates if not flag_rates(scores, poor, t)[2] > max_false_alarm]
+    return max(allowed) if allowed else float(values[0])
+
+
+def analyse(rows: Sequence[dict[str, Any]], cutoff: float = DC_CUTOFF,
+            max_false_alarm: float = MAX_FALSE_ALARM) -> dict[str, Any]:
+    """Spearman, AUROC and the chosen threshold of each score (see the module docstring)."""
+    dc = np.array([row["DC"] for row in rows], dtype=float)
+    poor = dc < cutoff
+    result: dict[str, Any] = {"n": len(rows), "n_poor": int(poor.sum()), "dc_cutoff": cutoff,
+                              "max_false_alarm": max_false_alarm, "methods": {}}
+    for method in CONFIDENCE_METHODS:
+        scores = np.array([row[method] for row in rows], dtype=float)
+        rho, p_value = math.nan, math.nan
+        if len(rows) > 2 and np.ptp(scores) > 0 and np.ptp(dc) > 0:  # undefined for constant input
+            rho, p_value = stats.spearmanr(scores, dc)
+        auroc = math.nan
+        if poor.any() and (~poor).any():
+            u = stats.mannwhitneyu(scores[~poor], scores[poor], alternative="two-sided").statistic
+            auroc = float(u) / (int((~poor).sum()) * int(poor.sum()))
+        threshold = choose_threshold(scores, poor, max_false_alarm)
+        flagged, caught, false_alarm = flag_rates(scores, poor, threshold)
+        result["methods"][method] = {"spearman": float(rho), "spearman_p": float(p_value), "auroc": auroc,
+                                     "threshold": threshold, "flagged": flagged, "caught": caught,
+                                     "false_alarm": false_alarm}
+    usable = {m: v for m, v in result["methods"].items() if not math.isnan(v["spearman"])}
+    best = max(usable, key=lambda m: usable[m]["spearman"]) if usable else CONFIDENCE_METHODS[0]
+    result["recommended"] = {"method": best, "threshold": result["methods"][best]["threshold"]}
+    return result
+
+
+def _percent(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{100 * value:.1f} %"
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The summary as a markdown table, one row per score."""
+    lines = [f"Out-of-fold confidence scores, n = {result['n']} images, {result['n_poor']} with DC < "
+             f"{result['dc_cutoff']:g}; thresholds chosen for at most {_percent(result['max_false_alarm'])} "
+             "false alarms.", "",
+             f"| score | Spearman ρ vs DC | AUROC (DC < {result['dc_cutoff']:g}) | threshold | flagged | "
+             f"caught (DC < {result['dc_cutoff']:g}) | false alarms |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for method, v in result["methods"].items():
+        star = " (recommended)" if method == result["recommended"]["method"] else ""
+        auroc = "n/a" if math.isnan(v["auroc"]) else f"{v['auroc']:.3f}"
+        lines.append(f"| {method}{star} | {v['spearman']:.3f} | {auroc} | {v['threshold']:.4f} | "
+                     f"{_percent(v['flagged'])} | {_percent(v['caught'])} | {_percent(v['false_alarm'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def describe_models(models: Sequence[Path]) -> list[dict[str, str]]:
+    return [{"file": str(path), "sha256": file_sha256(path)} for path in models]
+
+
+def store_confidence_choice(model: str | Path, out: str | Path, method: str, threshold: float) -> Path:
+    """Copy a ``.safetensors`` model file with ``inference.confidence`` and its threshold set in its config.
+
+    The tensors are copied as they are (float16 stays float16); only the config in the metadata changes.
+
+    Raises:
+        ConfigError: the method or threshold is not valid.
+    """
+    from safetensors.torch import safe_open, save
+
+    with safe_open(str(model), framework="pt") as handle:
+        metadata = dict(handle.metadata() or {})
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
+    config = json.loads(metadata["config"])
+    config.setdefault("inference", {}).update(confidence=method, confidence_threshold=float(threshold))
+    config_from_dict(config)  # validates
+    metadata["config"] = json.dumps(config)
+    write_bytes(out, save(tensors, metadata=metadata))
+    return Path(out)

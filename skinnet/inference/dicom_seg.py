@@ -1,0 +1,130 @@
+"""The predicted lesion as a DICOM Segmentation (highdicom), beside the DICOM image it was predicted from.
+
+One binary segment, "Skin lesion" (SNOMED CT 95324001, category Morphologically abnormal structure
+49755003), found by an automatic algorithm (SkinNet, family Artificial Intelligence, version = the first 16
+hex digits of the model file's SHA-256). highdicom copies the patient and study modules (Patient ID, name,
+Study Instance UID, Study ID, accession number, ...) from the source and references the source SOP instance
+in the Derivation Image functional group and the Common Instance Reference module.
+
+Dermoscopic and other visible-light photographs (VL Photographic Image, Dermoscopic Photography Image of
+Supplement 221) have no Frame of Reference. The Segmentation IOD allows that: its Frame of Reference module
+is required only where the Derivation Image functional group is absent (PS3.3 Table A.51-1), and without a
+Frame of Reference each segmentation pixel corresponds to the pixel of the referenced image at the same row
+and column (PS3.3 A.51.5.1). highdicom writes such a SEG for a single-frame source; the mask therefore has
+the source's rows and columns exactly, and no Pixel Measures (which Table A.51-2 allows only with a
+patient-relative Frame of Reference) or plane positions are written: the pixel spacing stays in the source
+image. See docs/dicom.md.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skinnet.data.io import atomic_path
+from skinnet.inference.outputs import ImageResult, OutputWriter
+
+SERIES_NUMBER = 9901  # where viewers list it: after the acquisitions, in a series of its own
+SERIES_DESCRIPTION = "SkinNet lesion segmentation"
+
+
+def _highdicom() -> Any:
+    try:
+        import highdicom
+    except ImportError as err:  # pragma: no cover - highdicom is in requirements.txt
+        raise ImportError("writing DICOM Segmentations needs highdicom (pip install -r requirements.txt)") from err
+    return highdicom
+
+
+def build_dicom_seg(source: Any, mask: np.ndarray, model_name: str, model_version: str) -> Any:
+    """A highdicom ``Segmentation`` of ``mask`` referencing the source image ``source``.
+
+    Args:
+        source: the pydicom dataset of the single-frame image the mask was predicted from.
+        mask: boolean ``(Rows, Columns)`` of that image.
+        model_name: what made it (e.g. the model file's name), recorded as the algorithm's name.
+        model_version: the model's version, e.g. the start of its SHA-256.
+
+    Raises:
+        ValueError: the mask does not have the source's size.
+    """
+    hd = _highdicom()
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    from skinnet import __version__
+
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (int(source.Rows), int(source.Columns)):
+        raise ValueError(f"mask of shape {mask.shape} for an image of {source.Rows} x {source.Columns} pixels")
+    if "FrameOfReferenceUID" not in source and "PixelSpacing" in source:
+        # Without a Frame of Reference, the SEG's pixels are the source's: Pixel Measures may not be present
+        # (PS3.3 Table A.51-2). highdicom would copy PixelSpacing into one, without the Slice Thickness its
+        # own reader then requires; the spacing stays in the source image.
+        source = copy.deepcopy(source)  # the caller's dataset keeps its spacing (a shallow copy shares it)
+        del source.PixelSpacing
+    algorithm = hd.AlgorithmIdentificationSequence(name=f"SkinNet {model_name}"[:64],
+                                                   family=codes.cid7162.ArtificialIntelligence,
+                                                   version=model_version[:64])
+    segment = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="Lesion",
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.SkinLesion,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm)
+    seg = hd.seg.Segmentation(
+        source_images=[source], pixel_array=mask.astype(np.uint8),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[segment],
+        series_instance_uid=generate_uid(), series_number=SERIES_NUMBER, sop_instance_uid=generate_uid(),
+        instance_number=1, manufacturer="skinnet", manufacturer_model_name="SkinNet",
+        software_versions=str(__version__), device_serial_number="none",
+        series_description=SERIES_DESCRIPTION, content_label="LESION",
+        content_description="Automatic lesion segmentation; check it before clinical use",
+        omit_empty_frames=False,  # an empty prediction is still an answer, and a file to check
+    )
+    return seg
+
+
+def write_dicom_seg(path: str | Path, source: Any, mask: np.ndarray, model_name: str, model_version: str) -> Path:
+    """Build the SEG (see :func:`build_dicom_seg`) and write it to ``path`` atomically."""
+    seg = build_dicom_seg(source, mask, model_name, model_version)
+    with atomic_path(path) as tmp:
+        seg.save_as(tmp, enforce_file_format=True)
+    return Path(path)
+
+
+def seg_name(image_id: str) -> str:
+    """The SEG's file name for an image ID: ``<id>_seg.dcm``."""
+    return f"{image_id}_seg.dcm"
+
+
+class DicomSegWriter(OutputWriter):
+    """``<id>_seg.dcm``: the mask as a DICOM Segmentation of the DICOM input it was predicted from.
+
+    Runs with this writer read their inputs with :func:`skinnet.data.dicom.read_dicom_only`, so an input
+    that is not DICOM fails with a one-line reason instead of lacking its SEG.
+
+    Args:
+        model: the model's identity (its file and SHA-256 name the algorithm and its version).
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.name = Path(model.file.split(";")[0]).name if model.file else "model"
+        self.version = model.version or "unknown"
+
+    def files(self, image_id: str) -> list[str]:
+        return [seg_name(image_id)]
+
+    def fields(self, result: ImageResult) -> dict[str, Any]:
+        return {"dicom_seg": seg_name(result.id)}
+
+    def write(self, result: ImageResult, out_dir: Path) -> None:
+        dataset = getattr(result.source, "dataset", None)
+        if dataset is None:  # the reader lets only DICOM through; a caller's own reader may not
+            raise ValueError(f"{result.path}: not read as DICOM, so no DICOM Segmentation can reference it")
+        write_dicom_seg(out_dir / seg_name(result.id), dataset, result.mask, self.name, self.version)
+
+    def identity(self) -> dict[str, Any]:
+        return {"writer": type(self).__name__}
