@@ -31,6 +31,11 @@ class ModelConfig:
     dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
     in_channels: int = 3
     num_classes: int = 2
+    # "none": the paper's dense-block encoder; "efficientnet_lite0": an ImageNet-pretrained EfficientNet-Lite0
+    # under SkinNet's bottleneck and decoder (needs depth 5 and the encoder's input normalisation).
+    encoder: str = "none"
+    # Where a pretrained encoder starts when training begins: "imagenet" weights or "random" (an ablation).
+    encoder_weights: str = "imagenet"
 
 
 @dataclass
@@ -43,6 +48,8 @@ class DataConfig:
     mean: list[float] = field(default_factory=lambda: [180.5, 150.8, 139.5])
     std: list[float] = field(default_factory=lambda: [39.2, 41.3, 45.0])
     cache_dir: str | None = None
+    # Colour constancy before normalisation, in training and inference: "none" or "shades_of_gray" (p = 6).
+    color_constancy: str = "none"
     num_workers: int = 0
     augment: bool = True
     rotate_limit: float = 180.0
@@ -72,12 +79,19 @@ class TrainConfig:
     n_folds: int = 5
     seed: int = 42
     amp: bool = True
+    # NHWC tensors for the network and its inputs: faster convolutions on tensor-core GPUs under AMP, and
+    # on CPU too; the arithmetic is the same (saved weights are contiguous either way).
+    channels_last: bool = False
     device: str = "auto"
     threads: int | None = None
 
 
 POSTPROCESS_STEPS = ("largest_component", "fill_holes")
+ENCODERS = ("none", "efficientnet_lite0")
+ENCODER_WEIGHTS = ("imagenet", "random")
+COLOR_CONSTANCY = ("none", "shades_of_gray")
 LR_SCHEDULES = ("plateau", "step", "poly")
+CONFIDENCE_METHODS = ("tta", "margin")
 
 
 @dataclass
@@ -85,8 +99,17 @@ class InferenceConfig:
     """How probabilities become a mask; saved with a model (post-processing is chosen on out-of-fold data)."""
 
     threshold: float = 0.5
+    # When nothing passes the threshold, keep the region around the most probable pixel (chosen on
+    # out-of-fold Dice by `skinnet finalize`); see skinnet.inference.postprocess.most_probable_region.
+    empty_fallback: bool = False
     postprocess: list[str] = field(default_factory=list)
     tta: bool = False
+    # Per-image confidence (skinnet.inference.confidence): "tta" (agreement of the flip views) or "margin"
+    # (probability margin along the outline); outlines scoring below confidence_threshold are flagged "check
+    # this outline". PROVISIONAL: set from 40 sample images seen in training, until benchmarks/confidence_oof.py
+    # has chosen method and threshold on out-of-fold predictions.
+    confidence: str = "tta"
+    confidence_threshold: float = 0.95
 
 
 @dataclass
@@ -209,6 +232,7 @@ def validate(config: Config) -> None:
             raise ConfigError(f"model.{name} must be at least 1")
     if config.model.num_classes != 2:
         raise ConfigError("model.num_classes must be 2 (background, lesion) for lesion segmentation")
+    _validate_encoder(config)
     if any(rate < 1 for rate in config.model.dilations) or not config.model.dilations:
         raise ConfigError("model.dilations must be a non-empty list of positive rates")
     if config.train.epochs < 1 or config.train.batch_size < 1 or config.train.lr <= 0:
@@ -221,10 +245,39 @@ def validate(config: Config) -> None:
         raise ConfigError("train.lr_milestones are epochs after which the LR falls: positive integers")
     if config.train.n_folds < 2:
         raise ConfigError("train.n_folds must be at least 2")
+    if config.data.color_constancy not in COLOR_CONSTANCY:
+        raise ConfigError(f"data.color_constancy={config.data.color_constancy!r}: choose one of {COLOR_CONSTANCY}")
     unknown = set(config.inference.postprocess) - set(POSTPROCESS_STEPS)
     if unknown:
         raise ConfigError(f"inference.postprocess: unknown steps {sorted(unknown)}; known: {POSTPROCESS_STEPS}")
     if not 0 < config.inference.threshold < 1:
         raise ConfigError("inference.threshold must lie strictly between 0 and 1")
+    if config.inference.confidence not in CONFIDENCE_METHODS:
+        raise ConfigError(f"inference.confidence={config.inference.confidence!r}: "
+                          f"choose one of {CONFIDENCE_METHODS}")
+    if not 0 <= config.inference.confidence_threshold <= 1:
+        raise ConfigError("inference.confidence_threshold must lie between 0 and 1 (confidence scores do)")
     if len(config.data.mean) != config.model.in_channels or len(config.data.std) != config.model.in_channels:
         raise ConfigError("data.mean and data.std need one value per input channel")
+
+
+def _validate_encoder(config: Config) -> None:
+    """A pretrained encoder fixes the network's depth, input channels and input normalisation."""
+    model = config.model
+    if model.encoder not in ENCODERS:
+        raise ConfigError(f"model.encoder={model.encoder!r}: known encoders are {ENCODERS}")
+    if model.encoder_weights not in ENCODER_WEIGHTS:
+        raise ConfigError(f"model.encoder_weights={model.encoder_weights!r}: choose one of {ENCODER_WEIGHTS}")
+    if model.encoder == "none":
+        return
+    from skinnet.networks.efficientnet_lite import INPUT_MEAN, INPUT_STD
+    from skinnet.networks.pretrained_skinnet import ENCODER_DEPTH
+
+    if model.name != "skinnet":
+        raise ConfigError(f"model.encoder={model.encoder} is a SkinNet option: set model.name=skinnet")
+    if model.depth != ENCODER_DEPTH or model.in_channels != 3:
+        raise ConfigError(f"model.encoder={model.encoder} halves the resolution {ENCODER_DEPTH} times and reads "
+                          f"RGB: set model.depth={ENCODER_DEPTH} and model.in_channels=3")
+    if list(config.data.mean) != list(INPUT_MEAN) or list(config.data.std) != list(INPUT_STD):
+        raise ConfigError(f"model.encoder={model.encoder} expects the inputs its ImageNet weights were trained "
+                          f"on: set data.mean={list(INPUT_MEAN)} and data.std={list(INPUT_STD)}")

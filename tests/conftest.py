@@ -49,6 +49,21 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return result.fold_dir / "best.safetensors"
 
 
+@pytest.fixture(scope="session")
+def tiny_pretrained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """configs/pretrained.yaml shrunk (decoder width 4, 64 px, 3 epochs), trained from ImageNet on fold 0 of
+    the sample pairs: the run folder (fold_0/best.safetensors, log.csv)."""
+    from skinnet.config import load_config
+    from skinnet.training.trainer import train_fold
+
+    run = tmp_path_factory.mktemp("tiny_pretrained_run")
+    config = load_config(REPO / "configs" / "pretrained.yaml",
+                         ["model.width=4", "data.image_size=64", "train.epochs=3", "train.batch_size=4",
+                          f"data.cache_dir={run / 'cache'}"])
+    train_fold(config, SAMPLE_DATA, run, fold=0)
+    return run
+
+
 @pytest.fixture()
 def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     """Mounts a real small file system (tmpfs) of a given size, for full-disk tests; skips where it cannot."""
@@ -67,3 +82,12 @@ def mount_tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     yield mount
     for point in mounts:
         subprocess.run(["umount", str(point)], check=True)
+
+
+@pytest.fixture(scope="session")
+def make_dicom() -> Callable[..., Path]:
+    """Builds DICOM images from real pixels: ``make_dicom(path, rgb, syntax=..., spacing=...)`` (see
+    tests/dicom_factory.py)."""
+    from dicom_factory import build_dicom
+
+    return build_dicom

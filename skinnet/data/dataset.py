@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import albumentations as A
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from skinnet.config import DataConfig
 from skinnet.data.cache import CachedPairs
-from skinnet.data.transforms import normalize
+from skinnet.data.transforms import prepare_input
 
 
 class LesionDataset(Dataset):
@@ -18,20 +17,13 @@ class LesionDataset(Dataset):
 
     Args:
         pairs: cached images and masks.
-        mean: per-channel mean used for normalisation.
-        std: per-channel standard deviation.
+        data: the preprocessing (colour constancy, normalisation) shared with inference.
         augment: albumentations pipeline applied to image and mask together, or ``None``.
     """
 
-    def __init__(
-        self,
-        pairs: CachedPairs,
-        mean: Sequence[float],
-        std: Sequence[float],
-        augment: A.Compose | None = None,
-    ) -> None:
+    def __init__(self, pairs: CachedPairs, data: DataConfig, augment: A.Compose | None = None) -> None:
         self.pairs = pairs
-        self.mean, self.std = list(mean), list(std)
+        self.data = data
         self.augment = augment
 
     def __len__(self) -> int:
@@ -43,4 +35,4 @@ class LesionDataset(Dataset):
         if self.augment is not None:
             out = self.augment(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
-        return torch.from_numpy(normalize(image, self.mean, self.std)), torch.from_numpy(mask.astype(np.int64))
+        return torch.from_numpy(prepare_input(image, self.data)), torch.from_numpy(mask.astype(np.int64))

@@ -78,9 +78,16 @@ def read_image(path: str | Path) -> np.ndarray:
     images are converted, 16-bit images are scaled to 8 bits. Peak memory is the decoded image plus the
     returned array: conversion goes strip by strip.
 
+    DICOM files (recognised by content, see :mod:`skinnet.data.dicom`) are read with pydicom: single-frame
+    colour images only.
+
     Raises:
         InputError: the file is missing, empty, not an image, corrupt, truncated or too large.
     """
+    from skinnet.data.dicom import is_dicom, read_dicom
+
+    if is_dicom(path):
+        return read_dicom(path).pixels
     image = _open(path)
     try:
         ImageOps.exif_transpose(image, in_place=True)

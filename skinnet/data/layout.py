@@ -18,7 +18,7 @@ from pathlib import Path
 
 from skinnet.data.io import InputError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom"}
 MASK_SUFFIX = "_segmentation"
 IGNORED_SUFFIXES = ("_superpixels", MASK_SUFFIX)
 ISIC_SUBSETS = ("Training", "Validation", "Test_v2")

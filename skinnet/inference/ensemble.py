@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from skinnet.config import Config
-from skinnet.inference.postprocess import apply_postprocessing
+from skinnet.inference.postprocess import apply_postprocessing, threshold_mask
 from skinnet.inference.segmenter import Segmenter
 from skinnet.networks.files import ModelFileError
 
@@ -53,6 +53,10 @@ class Ensemble:
         first = self.members[0]
         self.threshold = first.config.inference.threshold if threshold is None else threshold
         self.postprocess = list(first.postprocess if postprocess is None else postprocess)
+        self.empty_fallback = first.config.inference.empty_fallback
+        # the members' files, when every member came from one (what a batch run records it was made with)
+        files = [member.model_files for member in self.members]
+        self.model_files = [path for paths in files for path in paths] if all(files) else []
 
     @classmethod
     def from_files(cls, paths: Sequence[str | Path], device: str = "auto", batch_size: int = 4,
@@ -95,9 +99,15 @@ class Ensemble:
         """Mean lesion probability of one image at its own size."""
         return self.predict_proba_batch([image])[0]
 
+    def predict_views_batch(self, images: Sequence[np.ndarray], max_side: int | None = None) -> list[np.ndarray]:
+        """Every member's flip views (:meth:`Segmenter.predict_views_batch`): ``(4 x members, h, w)`` per image."""
+        per_member = [member.predict_views_batch(images, max_side) for member in self.members]
+        return [np.concatenate(views) for views in zip(*per_member, strict=True)]
+
     def to_mask(self, probability: np.ndarray) -> np.ndarray:
-        """Threshold a (mean) probability map and apply the post-processing."""
-        return apply_postprocessing(probability > self.threshold, self.postprocess)
+        """Threshold a (mean) probability map (with the first member's empty-mask fallback) and post-process."""
+        return apply_postprocessing(threshold_mask(probability, self.threshold, self.empty_fallback),
+                                    self.postprocess)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Boolean lesion mask of one image at its own size."""

@@ -1,8 +1,10 @@
-"""Turn a trained model into a shippable one: choose TTA and post-processing on out-of-fold predictions.
+"""Turn a trained model into a shippable one: choose TTA, the empty-mask fallback and post-processing on
+out-of-fold predictions.
 
 As nnU-Net does, each option is kept only where it raises the mean Dice of the cross-validation folds'
 out-of-fold predictions (each fold's validation images, predicted by that fold's own model). The choice is
-written into the model file's config (``inference.tta``, ``inference.postprocess``), so every user of the
+written into the model file's config (``inference.tta``, ``inference.empty_fallback``,
+``inference.postprocess``), so every user of the
 file gets it, and returned with the scores for the model card.
 """
 
@@ -14,21 +16,21 @@ from typing import Any
 
 import numpy as np
 
-from skinnet.data.io import read_image, read_mask, write_text
+from skinnet.data.io import read_image, read_mask, write_csv, write_text
 from skinnet.data.layout import find_pairs
 from skinnet.data.splits import fold_ids, load_folds
-from skinnet.inference.postprocess import choose_postprocessing
+from skinnet.inference.postprocess import apply_postprocessing, choose_postprocessing, threshold_mask
 from skinnet.inference.segmenter import Segmenter
-from skinnet.metrics import image_metrics, mean_metrics
+from skinnet.metrics import METRIC_NAMES, image_metrics, mean_metrics
 from skinnet.networks.files import load_model, save_weights
 
 
 def out_of_fold_probabilities(run_dir: Path, data_root: str | Path, tta: bool) -> tuple[
-        list[np.ndarray], list[np.ndarray]]:
-    """(truths, lesion probabilities) of every finished fold's validation images, at full size."""
+        list[str], list[np.ndarray], list[np.ndarray]]:
+    """(image IDs, truths, lesion probabilities) of every finished fold's validation images, at full size."""
     pairs = {pair.id: pair for pair in find_pairs(data_root).pairs}
     folds = load_folds(run_dir / "splits.json", sorted(pairs))
-    truths, probs = [], []
+    ids, truths, probs = [], [], []
     for fold in range(len(folds)):
         weights = run_dir / f"fold_{fold}" / "best.safetensors"
         if not weights.exists():
@@ -36,16 +38,23 @@ def out_of_fold_probabilities(run_dir: Path, data_root: str | Path, tta: bool) -
         segmenter = Segmenter.from_file(weights, tta=tta, postprocess=[])
         _, val_ids = fold_ids(folds, fold)
         for key in val_ids:
+            ids.append(key)
             truths.append(read_mask(pairs[key].mask))
             probs.append(segmenter.predict_proba(read_image(pairs[key].image)))
     if not truths:
         raise FileNotFoundError(f"{run_dir}: no fold_*/best.safetensors to take out-of-fold predictions from")
-    return truths, probs
+    return ids, truths, probs
+
+
+def oof_metrics_path(model_out: Path) -> Path:
+    """Where :func:`finalize_model` writes the per-image out-of-fold metrics of the shipped choices."""
+    return model_out.with_name(model_out.stem + "_oof_metrics.csv")
 
 
 def finalize_model(model_path: str | Path, run_dir: str | Path, data_root: str | Path, out: str | Path,
                    half: bool = True) -> dict[str, Any]:
-    """Choose TTA and post-processing on ``run_dir``'s folds and write ``model_path`` with them to ``out``.
+    """Choose TTA, the empty-mask fallback and post-processing on ``run_dir``'s folds; write ``model_path``
+    with them to ``out``.
 
     Args:
         model_path: the model to ship (e.g. trained on all data with the folds' recipe).
@@ -59,22 +68,33 @@ def finalize_model(model_path: str | Path, run_dir: str | Path, data_root: str |
     """
     run_dir, out = Path(run_dir), Path(out)
     threshold = load_model(model_path)[1].inference.threshold
-    truths, plain = out_of_fold_probabilities(run_dir, data_root, tta=False)
-    _, flipped = out_of_fold_probabilities(run_dir, data_root, tta=True)
+    ids, truths, plain = out_of_fold_probabilities(run_dir, data_root, tta=False)
+    _, _, flipped = out_of_fold_probabilities(run_dir, data_root, tta=True)
 
-    def summary(probs: list[np.ndarray]) -> dict[str, float]:
-        return mean_metrics(image_metrics(t, p > threshold) for t, p in zip(truths, probs, strict=True))
+    def masks(probs: list[np.ndarray], fallback: bool) -> list[np.ndarray]:
+        return [threshold_mask(p, threshold, fallback) for p in probs]
 
-    scores = {"plain": summary(plain), "tta": summary(flipped)}
+    def summary(predictions: list[np.ndarray]) -> dict[str, float]:
+        return mean_metrics(image_metrics(t, p) for t, p in zip(truths, predictions, strict=True))
+
+    scores = {"plain": summary(masks(plain, False)), "tta": summary(masks(flipped, False))}
     tta = scores["tta"]["DC"] > scores["plain"]["DC"]
     chosen = flipped if tta else plain
-    steps, step_scores = choose_postprocessing(truths, [p > threshold for p in chosen])
+    scores["fallback"] = summary(masks(chosen, True))
+    fallback = scores["fallback"]["DC"] > scores["tta" if tta else "plain"]["DC"]
+    steps, step_scores = choose_postprocessing(truths, masks(chosen, fallback))
     model, config = load_model(model_path)
-    config.inference.tta, config.inference.postprocess = tta, steps
+    config.inference.tta, config.inference.empty_fallback, config.inference.postprocess = tta, fallback, steps
     save_weights(out, model, config, half=half)
+    # Per-image out-of-fold scores with every shipped choice applied: the paired data for comparing recipes.
+    shipped = [apply_postprocessing(m, steps) for m in masks(chosen, fallback)]
+    write_csv(oof_metrics_path(out), ({"id": key, **image_metrics(t, p)} for key, t, p in
+                                      zip(ids, truths, shipped, strict=True)), ["id", *METRIC_NAMES])
     report = {"model": str(model_path), "run": str(run_dir), "n_out_of_fold": len(truths),
               "out_of_fold_without_tta": scores["plain"], "out_of_fold_with_tta": scores["tta"], "tta": tta,
+              "out_of_fold_with_empty_fallback": scores["fallback"], "empty_fallback": fallback,
+              "empty_predictions": sum(not m.any() for m in masks(chosen, False)),
               "postprocessing_mean_dc": step_scores, "postprocess": steps, "half": half,
-              "size_bytes": out.stat().st_size}
+              "out_of_fold_shipped": summary(shipped), "size_bytes": out.stat().st_size}
     write_text(out.with_suffix(".json"), json.dumps(report, indent=1))
     return report

@@ -24,6 +24,29 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(mask)
 
 
+def most_probable_region(probability: np.ndarray, fraction: float = 0.5) -> np.ndarray:
+    """The connected region around the most probable pixel where the probability is at least ``fraction`` of
+    its maximum: a fallback for images in which no pixel passes the threshold (a faint lesion).
+
+    An empty mask scores DC 0 against any lesion, and every ISIC image holds one, so returning the model's
+    best guess can only help where that guess overlaps the lesion; whether it does on average is decided
+    on out-of-fold Dice (``skinnet finalize``), not assumed.
+    """
+    peak = float(probability.max(initial=0.0))
+    if peak <= 0:
+        return np.zeros(probability.shape, bool)
+    labels, _ = ndimage.label(probability >= fraction * peak, structure=np.ones((3, 3), bool))
+    return labels == labels.flat[int(np.argmax(probability))]
+
+
+def threshold_mask(probability: np.ndarray, threshold: float, empty_fallback: bool = False) -> np.ndarray:
+    """``probability > threshold``; with ``empty_fallback``, an empty result becomes the most probable region."""
+    mask = probability > threshold
+    if empty_fallback and not mask.any():
+        return most_probable_region(probability)
+    return mask
+
+
 STEPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "largest_component": largest_component,
     "fill_holes": fill_holes,

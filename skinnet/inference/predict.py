@@ -1,62 +1,129 @@
-"""Batch prediction of files and folders: every good file gets a mask, every bad one is reported."""
+"""Batch prediction of files and folders: every good file gets a mask, every bad one is reported.
+
+Archive scale: a run can resume (images whose outputs a run of the same model and options finished are
+skipped), take a stable shard of the inputs, overlap decoding and writing with the network in worker
+threads, and run on a Dask cluster. See docs/archive_prediction.md.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from skinnet.data.io import InputError, read_image, write_mask, write_png
+from skinnet.data.io import read_image, write_csv
 from skinnet.data.layout import find_images
-from skinnet.inference.overlay import overlay
-from skinnet.inference.segmenter import Segmenter
+from skinnet.inference.manifest import run_identity
+from skinnet.inference.outputs import OutputWriter, mask_name, standard_writers
+from skinnet.inference.pipeline import ProgressBar, Reader, run_local
+from skinnet.inference.shard import Shard, shard_table
+from skinnet.inference.store import OutputStore
+
+__all__ = ["TABLE", "PredictionReport", "mask_name", "predict_files"]
+
+TABLE = "predictions.csv"
+TABLE_COLUMNS = ["id", "image", "status", "reason"]
 
 
 @dataclass
 class PredictionReport:
-    """Files written and files that failed, with the reason."""
+    """What a run did.
+
+    Attributes:
+        written: the last output file of each image predicted now (the mask, with the standard writers).
+        failed: one line per file that failed: the file and the reason.
+        skipped: IDs whose outputs an earlier run of the same model and options had finished.
+        table: the run's table (``predictions.csv``, or ``predictions.shard-K-of-N.csv``), if one was written.
+    """
 
     written: list[Path] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    table: Path | None = None
 
 
-def mask_name(image: Path) -> str:
-    """ISIC naming: ``X.jpg`` → ``X_segmentation.png``."""
-    return f"{image.stem}_segmentation.png"
+def unique_images(paths: Iterable[Path]) -> tuple[list[tuple[str, Path]], list[tuple[str, str]]]:
+    """``(id, path)`` of each image, and ``(id, problem)`` for each further file with an ID already taken."""
+    seen: dict[str, Path] = {}
+    problems: list[tuple[str, str]] = []
+    for path in paths:
+        first = seen.setdefault(path.stem, path)
+        if first != path:
+            problems.append((path.stem, f"{path}: duplicate ID {path.stem!r} (also {first}); skipped"))
+    return list(seen.items()), problems
 
 
-def predict_files(segmenter: Segmenter, inputs: Iterable[str | Path], out_dir: str | Path,
-                  with_overlay: bool = False, with_probability: bool = False,
-                  strict: bool = False) -> PredictionReport:
+def predict_files(segmenter: Any, inputs: Iterable[str | Path], out_dir: str | Path,
+                  with_overlay: bool = False, with_probability: bool = False, strict: bool = False, *,
+                  writers: Sequence[OutputWriter] | None = None, resume: bool = False, shard: Shard | None = None,
+                  batch_size: int = 1, workers: int = 1, engine: Any = None, reader: Reader = read_image,
+                  progress: bool | None = False) -> PredictionReport:
     """Write ``<id>_segmentation.png`` (0/255, the input's size) for each image of ``inputs`` into ``out_dir``.
 
+    Where the model was loaded from files (``Segmenter.from_file``, ``Ensemble.from_files``), the folder
+    also gets ``manifest.json`` (the model files' SHA-256 and the options), a journal of finished images
+    (``.skinnet/``) and ``predictions.csv`` (one row per image: ID, input, status, reason, output files).
+
     Args:
-        segmenter: the model to run.
+        segmenter: the model to run (a :class:`~skinnet.inference.segmenter.Segmenter` or an ensemble).
         inputs: image files and folders of images.
         out_dir: where masks (and overlays ``<id>_overlay.png``) go.
         with_overlay: also write the image with the lesion outlined.
         with_probability: also write the lesion probability as ``<id>_probability.png`` (0-255).
         strict: stop at the first bad file instead of reporting it and going on.
+        writers: the outputs of each image, instead of the standard ones (see
+            :mod:`skinnet.inference.outputs`); ``with_overlay`` and ``with_probability`` are then ignored.
+        resume: skip images whose outputs a run of the same model files and options finished.
+        shard: predict only this shard's images (its table is ``predictions.shard-K-of-N.csv``).
+        batch_size: images per forward pass.
+        workers: threads each taking a batch from file to outputs (1: one batch after another).
+        engine: run on a cluster instead of in this process (e.g. a
+            :class:`~skinnet.inference.dask_engine.DaskEngine`); ``segmenter`` then only names the model.
+        reader: reads one input file (see :func:`skinnet.inference.pipeline.predict_batch`).
+        progress: show a progress bar; ``None`` shows it on a terminal only.
     """
     out_dir = Path(out_dir)
-    report = PredictionReport()
-    for path in find_images(inputs):
-        try:
-            image = read_image(path)
-        except InputError as err:
-            if strict:
-                raise
-            report.failed.append(str(err))
-            continue
-        probability = segmenter.predict_proba(image)
-        mask = segmenter.to_mask(probability)
-        target = out_dir / mask_name(path)
-        write_mask(target, mask)
-        report.written.append(target)
-        if with_probability:
-            write_png(out_dir / f"{path.stem}_probability.png", np.round(probability * 255).astype(np.uint8))
-        if with_overlay:
-            write_png(out_dir / f"{path.stem}_overlay.png", overlay(image, mask))
+    writers = standard_writers(with_overlay, with_probability) if writers is None else list(writers)
+    images, duplicates = unique_images(find_images(inputs))
+    if shard is not None:
+        images = [(image_id, path) for image_id, path in images if shard.owns(image_id)]
+        duplicates = [(image_id, line) for image_id, line in duplicates if shard.owns(image_id)]
+    store = OutputStore(out_dir, writers, run_identity(segmenter, writers))
+    table = shard_table(out_dir / TABLE, shard) if store.key else None
+    todo, skipped = store.plan(images, resume, extra_files=[table.name] if table else [])
+    bar = ProgressBar(len(todo), progress)
+    try:
+        if engine is None:
+            outcomes = run_local(segmenter, todo, store, batch_size, workers, strict, reader, on_done=bar)
+        else:
+            outcomes = engine.run(todo, store, batch_size, strict, reader, on_done=bar)
+    finally:
+        bar.close()
+        store.close()
+    errors = {outcome.id: outcome.error for outcome in outcomes}
+    report = PredictionReport(skipped=skipped, table=table)
+    done = [item.id for item in todo if item.id in errors and errors[item.id] is None]
+    report.written = [out_dir / name for image_id in done for name in store.files(image_id)[-1:]]
+    report.failed = [line for _, line in duplicates] + [str(errors[item.id]) for item in todo
+                                                        if errors.get(item.id)]
+    if table is not None:
+        write_table(table, images, store, errors)
     return report
+
+
+def write_table(path: Path, images: list[tuple[str, Path]], store: OutputStore,
+                errors: dict[str, str | None]) -> None:
+    """One row per image of the run, sorted by ID: done (from the journal) or failed (with the reason)."""
+    records = store.records()
+    rows: list[dict[str, Any]] = []
+    for image_id, image in sorted(images):
+        if errors.get(image_id):
+            rows.append({"id": image_id, "image": str(image), "status": "failed", "reason": errors[image_id]})
+        elif image_id in records:
+            record = records[image_id]
+            rows.append({**record["fields"], "id": image_id, "image": str(image), "status": "ok",
+                         "reason": ""})
+    columns = list(dict.fromkeys(TABLE_COLUMNS + [key for row in rows for key in row]))
+    write_csv(path, rows, columns)
+

@@ -13,14 +13,16 @@ from torch import nn
 
 from skinnet.config import Config, ConfigError
 from skinnet.data.cache import default_cache_dir, resize_image
-from skinnet.data.transforms import normalize
-from skinnet.inference.postprocess import STEPS, apply_postprocessing
+from skinnet.data.transforms import prepare_input
+from skinnet.inference.postprocess import STEPS, apply_postprocessing, threshold_mask
 from skinnet.networks.files import ModelFileError, load_model
 from skinnet.weights import default_model_path
 
 # An engine maps normalised float32 (N, 3, S, S) to lesion probabilities (N, S, S).
 Engine = Callable[[np.ndarray], np.ndarray]
 BACKENDS = ("torch", "onnx")
+# Flip test-time augmentation: the image, flipped left-right, up-down, and both (axes of an (N, C, H, W) batch).
+FLIPS = [(), (-1,), (-2,), (-2, -1)]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -45,16 +47,24 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 class TorchEngine:
-    """A PyTorch network as an engine (softmax of its 2-class logits; float16 autocast on CUDA)."""
+    """A PyTorch network as an engine: softmax of its 2-class logits.
 
-    def __init__(self, model: nn.Module, device: torch.device | None = None) -> None:
+    Args:
+        model: the network.
+        device: where it runs; defaults to the model's device.
+        half: float16 autocast; ``None`` uses it on CUDA only (tested to match float32 there,
+            tests/inference/test_gpu_batches.py).
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device | None = None, half: bool | None = None) -> None:
         self.device = device or next(model.parameters()).device
         self.model = model.to(self.device).eval()
+        self.half = self.device.type == "cuda" if half is None else half
 
     @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         tensor = torch.from_numpy(batch).to(self.device)
-        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+        with torch.autocast(self.device.type, enabled=self.half):
             logits = self.model(tensor)
         return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
 
@@ -88,6 +98,7 @@ class Segmenter:
         self.batch_size = batch_size
         self.tta = config.inference.tta if tta is None else tta
         self.postprocess = list(config.inference.postprocess if postprocess is None else postprocess)
+        self.model_files: list[Path] = []  # set by from_file: what a batch run records it was made with
         unknown = set(self.postprocess) - set(STEPS)
         if unknown:
             raise ConfigError(f"unknown post-processing {sorted(unknown)}; known: {', '.join(STEPS)}")
@@ -111,7 +122,7 @@ class Segmenter:
             path = default_model_path()
             if path is None:
                 raise ModelFileError("no model given and no shipped model found in skinnet/weights/")
-        path = Path(path)
+        path = source = Path(path)
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if path.suffix == ".onnx" or backend == "onnx":
@@ -124,20 +135,52 @@ class Segmenter:
                     export_onnx(model, config, onnx_file)
                 path = onnx_file
             engine = OnnxModel(path, threads)
-            return cls(engine, engine.config, batch_size=batch_size, tta=tta, postprocess=postprocess)
-        torch_device = resolve_device(device)
-        model, config = load_model(path, torch_device)
-        return cls(model, config, torch_device, batch_size, tta, postprocess)
+            segmenter = cls(engine, engine.config, batch_size=batch_size, tta=tta, postprocess=postprocess)
+        else:
+            torch_device = resolve_device(device)
+            model, config = load_model(path, torch_device)
+            segmenter = cls(model, config, torch_device, batch_size, tta, postprocess)
+        segmenter.model_files = [source]
+        return segmenter
 
     def _probabilities(self, resized: np.ndarray) -> np.ndarray:
         """Lesion probabilities ``(N, S, S)`` of resized uint8 images ``(N, S, S, 3)``, flip-averaged with TTA."""
-        batch = normalize(resized, self.config.data.mean, self.config.data.std)
+        batch = prepare_input(resized, self.config.data)
         if not self.tta:
             return self.engine(batch)
-        flips = [(), (-1,), (-2,), (-2, -1)]
-        stacked = np.concatenate([np.flip(batch, axes) if axes else batch for axes in flips])
-        probs = np.split(self.engine(np.ascontiguousarray(stacked)), len(flips))
-        return np.mean([np.flip(p, axes) if axes else p for p, axes in zip(probs, flips, strict=True)], axis=0)
+        return self._flip_views(batch).mean(axis=0)
+
+    def _flip_views(self, batch: np.ndarray) -> np.ndarray:
+        """``(4, N, S, S)``: the probabilities of a prepared batch and of its three flips, flipped back."""
+        stacked = np.concatenate([np.flip(batch, axes) if axes else batch for axes in FLIPS])
+        probs = np.split(self.engine(np.ascontiguousarray(stacked)), len(FLIPS))
+        return np.stack([np.flip(p, axes) if axes else p for p, axes in zip(probs, FLIPS, strict=True)])
+
+    def predict_views_batch(self, images: Sequence[np.ndarray], max_side: int | None = None) -> list[np.ndarray]:
+        """The lesion probability of each flip view of each image, whether or not :attr:`tta` averages them.
+
+        Args:
+            images: RGB uint8 images.
+            max_side: shrink the maps so that their longer side is at most this (``None``: the image's size).
+
+        Returns:
+            One ``float32 (4, h, w)`` per image: the image, then flipped left-right, up-down and both, each
+            flipped back; their disagreement is a confidence measure (:mod:`skinnet.inference.confidence`).
+        """
+        size = self.config.data.image_size
+        out: list[np.ndarray] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            batch = prepare_input(np.stack([resize_image(image, size) for image in chunk]), self.config.data)
+            views = self._flip_views(batch)
+            for index, image in enumerate(chunk):
+                height, width = image.shape[:2]
+                if max_side is not None and max(height, width) > max_side:
+                    scale = max_side / max(height, width)
+                    height, width = max(1, round(height * scale)), max(1, round(width * scale))
+                out.append(np.stack([cv2.resize(view, (width, height), interpolation=cv2.INTER_LINEAR)
+                                     for view in views[:, index]]))
+        return out
 
     def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Lesion probability ``float32 (H, W)`` for each RGB uint8 image, at each image's own size."""
@@ -156,8 +199,10 @@ class Segmenter:
         return self.predict_proba_batch([image])[0]
 
     def to_mask(self, probability: np.ndarray) -> np.ndarray:
-        """Threshold a probability map and apply the post-processing."""
-        return apply_postprocessing(probability > self.config.inference.threshold, self.postprocess)
+        """Threshold a probability map (with the empty-mask fallback if chosen) and apply the post-processing."""
+        inference = self.config.inference
+        return apply_postprocessing(threshold_mask(probability, inference.threshold, inference.empty_fallback),
+                                    self.postprocess)
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Boolean lesion mask of one image at its own size."""

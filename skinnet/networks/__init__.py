@@ -5,14 +5,30 @@ from __future__ import annotations
 from torch import nn
 
 from skinnet.config import ModelConfig
+from skinnet.networks.pretrained_skinnet import PretrainedSkinNet
 from skinnet.networks.skinnet import DenseBlock, DilatedBottleneck, SkinNet, effective_dilation_rates
 from skinnet.networks.unet import UNet
 
 MODEL_NAMES = ("skinnet", "unet")
 
 
-def build_model(config: ModelConfig) -> nn.Module:
-    """Instantiate the network that ``config.name`` names ("skinnet" or "unet")."""
+def build_model(config: ModelConfig, init_encoder: bool = False) -> nn.Module:
+    """Instantiate the network that ``config.name`` (and ``config.encoder``) names.
+
+    Args:
+        config: the architecture.
+        init_encoder: load the pretrained encoder's ImageNet weights (``config.encoder_weights="imagenet"``),
+            as training does at its start; a saved model's weights replace them anyway, so loading skips it.
+    """
+    if config.name == "skinnet" and config.encoder == "efficientnet_lite0":
+        model = PretrainedSkinNet(config.num_classes, config.width, config.growth, config.dilations)
+        if init_encoder and config.encoder_weights == "imagenet":
+            from skinnet.networks.efficientnet_lite import imagenet_state_dict
+
+            weights = {key: value for key, value in imagenet_state_dict().items()
+                       if not key.startswith("classifier.")}
+            model.encoder.load_state_dict(weights)
+        return model
     if config.name == "skinnet":
         return SkinNet(
             in_channels=config.in_channels,
@@ -31,6 +47,7 @@ __all__ = [
     "MODEL_NAMES",
     "DenseBlock",
     "DilatedBottleneck",
+    "PretrainedSkinNet",
     "SkinNet",
     "UNet",
     "build_model",

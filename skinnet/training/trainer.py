@@ -70,10 +70,11 @@ def batch_dice_jaccard(logits: torch.Tensor, target: torch.Tensor) -> tuple[list
 
 def run_epoch(model: nn.Module, loader: DataLoader, device: torch.device,
               optimizer: torch.optim.Optimizer | None = None, scaler: torch.amp.GradScaler | None = None,
-              desc: str = "") -> dict[str, float]:
+              desc: str = "", channels_last: bool = False) -> dict[str, float]:
     """One pass over ``loader``; trains when an optimizer is given, else evaluates.
 
-    Returns the mean loss (weighted by batch size) and the mean per-image DC and JI.
+    Returns the mean loss (weighted by batch size) and the mean per-image DC and JI. ``channels_last`` hands
+    the model NHWC batches (give it a model converted with ``.to(memory_format=torch.channels_last)``).
 
     Raises:
         TrainingError: the loss is NaN or infinite.
@@ -82,10 +83,12 @@ def run_epoch(model: nn.Module, loader: DataLoader, device: torch.device,
     model.train(training)
     total_loss, count, dices, jaccards = 0.0, 0, [], []
     use_amp = device.type == "cuda" and scaler is not None and scaler.is_enabled()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     bar = tqdm(loader, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
     with torch.set_grad_enabled(training):
         for images, masks in bar:
-            images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+            images = images.to(device, non_blocking=True, memory_format=memory_format)
+            masks = masks.to(device, non_blocking=True)
             with torch.autocast(device.type, enabled=use_amp):
                 logits = model(images)
             loss = soft_dice_loss(logits, masks)
@@ -173,7 +176,9 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
     with dist_ctx.main_first():  # rank 0 fills the resize cache and writes the split; the others reuse them
         train_pairs, val_pairs, val_records = prepare_fold(config, data_root, run_dir, fold)
 
-    model = build_model(config.model).to(device)
+    model = build_model(config.model, init_encoder=True).to(device)
+    if config.train.channels_last:  # before the optimizer and DDP see the parameters
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     scheduler = build_scheduler(optimizer, config.train)
     scaler = torch.amp.GradScaler(device.type, enabled=config.train.amp and device.type == "cuda")
@@ -193,10 +198,9 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
         rows = [row for row in read_log(fold_dir / "log.csv") if row["epoch"] <= state["epoch"]]
 
     trained = dist_ctx.wrap(model)  # DDP under torchrun, else model itself; model is saved and validated
-    mean, std = config.data.mean, config.data.std
     augment = training_augmentation(config.data, fold_seed) if config.data.augment else None
-    train_set = LesionDataset(train_pairs, mean, std, augment)
-    val_loader = DataLoader(LesionDataset(val_pairs, mean, std), batch_size=config.train.batch_size,
+    train_set = LesionDataset(train_pairs, config.data, augment)
+    val_loader = DataLoader(LesionDataset(val_pairs, config.data), batch_size=config.train.batch_size,
                             num_workers=config.data.num_workers)
     log = EpochLog(fold_dir, rows) if dist_ctx.is_main else None  # only rank 0 writes files
     epochs = tqdm(range(start_epoch, config.train.epochs), initial=start_epoch, total=config.train.epochs,
@@ -211,10 +215,12 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
                                              config.data.num_workers)
         try:
             train = dist_ctx.mean_over_ranks(run_epoch(trained, train_loader, device, optimizer, scaler,
-                                                       desc=f"epoch {epoch + 1} train"))
+                                                       desc=f"epoch {epoch + 1} train",
+                                                       channels_last=config.train.channels_last))
             # rank 0 validates and shares the scores: every process then takes the same LR and best decisions
-            val = dist_ctx.from_main(functools.partial(run_epoch, model, val_loader, device,
-                                                       desc=f"epoch {epoch + 1} val")) if val_records else {
+            validate = functools.partial(run_epoch, model, val_loader, device, desc=f"epoch {epoch + 1} val",
+                                         channels_last=config.train.channels_last)
+            val = dist_ctx.from_main(validate) if val_records else {
                 "loss": math.nan, "dc": math.nan, "ji": math.nan}
         except TrainingError as err:
             raise TrainingError(f"{err}; {_last_good(fold_dir, epoch)}. Lower train.lr and train again "

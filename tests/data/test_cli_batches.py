@@ -61,8 +61,15 @@ def test_predict_writes_every_good_file_and_reports_every_bad_one(
     out = tmp_path / "out"
     result = skinnet("predict", mixed_inputs, "--out", out, "--model", tiny_model, "--probability")
     assert result.returncode == 1, result.stderr
-    written = sorted(p.name for p in out.iterdir())  # no temporaries, nothing for the bad files
+    # no temporaries, nothing for the bad files; beside the images' outputs only the run's bookkeeping
+    bookkeeping = {"manifest.json", "predictions.csv", ".skinnet"}
+    written = sorted(p.name for p in out.iterdir() if p.name not in bookkeeping)
     assert written == sorted(f"{key}_{kind}.png" for key in GOOD for kind in ("probability", "segmentation"))
+    table = list(csv.DictReader((out / "predictions.csv").read_text().splitlines()))
+    assert [(row["id"], row["status"]) for row in table] == sorted(
+        [(Path(name).stem, "failed") for name in BAD] + [(key, "ok") for key in GOOD])
+    assert all(reason in row["reason"] for row in table for name, reason in BAD.items()
+               if row["id"] == Path(name).stem)
     tail = result.stderr.strip().splitlines()[-5:]  # the report comes last: a count, then one line a file
     assert tail[0] == "4 file(s) failed:"
     for line, (name, reason) in zip(tail[1:], sorted(BAD.items()), strict=True):

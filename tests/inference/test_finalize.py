@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from skinnet.inference.finalize import finalize_model
+from skinnet.inference.finalize import finalize_model, oof_metrics_path
+from skinnet.metrics import mean_metrics
 from skinnet.networks.files import load_model
+from skinnet.training.cv import read_metrics_csv
 
 
 def test_finalize_records_the_choice_in_the_model(tiny_model: Path, sample_data: Path, tmp_path: Path) -> None:
@@ -27,3 +29,11 @@ def test_finalize_records_the_choice_in_the_model(tiny_model: Path, sample_data:
     assert report["out_of_fold_without_tta"]["DC"] == pytest.approx(written["DC"], abs=1e-9)
     assert json.loads(out.with_suffix(".json").read_text())["size_bytes"] == out.stat().st_size
     assert out.stat().st_size < 0.6 * tiny_model.stat().st_size  # float16
+    # The fallback is kept only where it raised out-of-fold Dice over the choice before it.
+    before = report["out_of_fold_with_tta" if report["tta"] else "out_of_fold_without_tta"]["DC"]
+    assert config.inference.empty_fallback == report["empty_fallback"]
+    assert report["empty_fallback"] == (report["out_of_fold_with_empty_fallback"]["DC"] > before)
+    # One row per out-of-fold image with every shipped choice applied; its mean is the reported figure.
+    rows = read_metrics_csv(oof_metrics_path(out))
+    assert len(rows) == 8 and len({row["id"] for row in rows}) == 8
+    assert mean_metrics(rows)["DC"] == pytest.approx(report["out_of_fold_shipped"]["DC"], abs=1e-9)

@@ -65,3 +65,18 @@ def test_onnx_without_skinnet_metadata_is_refused(tmp_path: Path) -> None:
     torch.onnx.export(torch.nn.Identity(), (torch.zeros(1, 3, 8, 8),), str(path), dynamo=False)
     with pytest.raises(ModelFileError, match="no skinnet_config metadata"):
         OnnxModel(path)
+
+
+def test_the_pretrained_encoder_network_exports_with_parity(tiny_pretrained_run: Path, sample_data: Path,
+                                                            tmp_path: Path) -> None:
+    model, config = load_model(tiny_pretrained_run / "fold_0" / "best.safetensors")
+    exported = export_onnx(model, config, tmp_path / "pretrained.onnx")
+    session = OnnxModel(exported, threads=1)
+    for size, count in ((64, 2), (96, 1), (128, 3)):  # sizes the encoder's stride 32 divides
+        batch = real_batch(sample_data, size, count, config)
+        with torch.no_grad():
+            expected = torch.softmax(model(torch.from_numpy(batch)), 1)[:, 1].numpy()
+        got = session(batch)
+        assert got.shape == (count, size, size)
+        assert np.abs(got - expected).max() < 1e-4
+        assert expected.std() > 1e-3

@@ -1,4 +1,5 @@
-"""Largest-component and hole-filling post-processing, and choosing it on out-of-fold results."""
+"""Largest-component and hole-filling post-processing, the empty-mask fallback, and choosing them on
+out-of-fold results."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from skinnet.inference.postprocess import (
     choose_postprocessing,
     fill_holes,
     largest_component,
+    most_probable_region,
+    threshold_mask,
 )
 
 
@@ -47,3 +50,25 @@ def test_choice_keeps_a_step_only_where_it_raises_mean_dice() -> None:
     kept, _ = choose_postprocessing([truth], [truth])
     assert kept == []
     assert apply_postprocessing(speckled, ["largest_component", "fill_holes"]).sum() == truth.sum()
+
+
+def test_fallback_keeps_the_region_around_the_most_probable_pixel() -> None:
+    probability = np.full((40, 40), 0.05, np.float32)
+    probability[5:15, 5:15] = 0.30  # a faint lesion that never passes 0.5
+    probability[9, 9] = 0.40
+    probability[25:35, 25:35] = 0.18  # weaker, and under half the peak: not taken
+    probability[30:33, 2:5] = 0.30  # as strong, but not connected to the peak
+    region = most_probable_region(probability)
+    expected = np.zeros((40, 40), bool)
+    expected[5:15, 5:15] = True
+    np.testing.assert_array_equal(region, expected)
+
+
+def test_threshold_mask_falls_back_only_when_nothing_passes() -> None:
+    probability = np.zeros((20, 20), np.float32)
+    probability[2:6, 2:6] = 0.3
+    assert not threshold_mask(probability, 0.5).any()  # the plain argmax is empty
+    assert threshold_mask(probability, 0.5, empty_fallback=True).sum() == 16
+    probability[10:12, 10:12] = 0.9  # once something passes, the fallback changes nothing
+    np.testing.assert_array_equal(threshold_mask(probability, 0.5, empty_fallback=True), probability > 0.5)
+    assert not threshold_mask(np.zeros((5, 5), np.float32), 0.5, empty_fallback=True).any()
