@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -12,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from skinnet.config import Config, ConfigError, load_config
-from skinnet.data.io import InputError
+from skinnet.data.io import InputError, json_safe
 from skinnet.data.layout import LayoutError
 from skinnet.data.splits import SplitError
 from skinnet.networks.files import ModelFileError
@@ -68,8 +69,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("pass --pred DIR --gt DIR, or --run RUN_DIR --test DIR")
     if args.csv:
         evaluation.write_csv(args.csv)
-    if args.json:
-        print(json.dumps(evaluation.summary))
+    if args.json:  # strict JSON: a mean over no image is null, never NaN
+        print(json.dumps(json_safe(evaluation.summary), allow_nan=False))
     else:
         print(evaluation.table())
         if evaluation.unmatched_truth:
@@ -115,6 +116,16 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def pixel_spacing(text: str) -> float | tuple[float, float]:
     """``"0.02"`` (square pixels) or ``"0.02,0.025"`` (row, column), in mm."""
     try:
@@ -138,6 +149,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from skinnet.inference.segmenter import resolve_device
     from skinnet.inference.shard import Shard
 
+    if args.model and args.run:
+        raise ConfigError("--model and --run both given: pass --model for one model file, or --run for the "
+                          "ensemble of a cross-validation run's fold models")
     steps = tuple(step for step in args.postprocess.split(",") if step != "none")
     postprocess = None if args.postprocess == "saved" else steps
     tta = {"saved": None, "on": True, "off": False}[args.tta]
@@ -190,14 +204,14 @@ def cmd_merge_shards(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from skinnet.inference.model_guard import load_checked
     from skinnet.inference.onnx import export_onnx
-    from skinnet.networks.files import load_model
     from skinnet.weights import default_model_path
 
     path = args.model or default_model_path()
     if path is None:
         raise ModelFileError("no --model given and no shipped model found")
-    model, config = load_model(path)
+    model, config = load_checked(path)
     print(export_onnx(model, config, args.onnx))
     return 0
 
@@ -206,7 +220,7 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     from skinnet.inference.finalize import finalize_model
 
     report = finalize_model(args.model, args.run, args.data, args.out, half=not args.float32)
-    print(json.dumps(report, indent=1))
+    print(json.dumps(json_safe(report), indent=1, allow_nan=False))
     return 0
 
 
@@ -221,7 +235,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from skinnet.app.server import serve
 
     return serve(args.model, host=args.host, port=args.port, device=args.device, backend=args.backend,
-                 max_upload_bytes=round(args.max_upload_mb * 1e6), workers=args.workers, queue_size=args.queue)
+                 max_upload_bytes=round(args.max_upload_mb * 1e6), workers=args.workers, queue_size=args.queue,
+                 allow_hosts=args.allow_host)
 
 
 def report_problems(problems: list[str]) -> int:
@@ -353,10 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", help="model file (.safetensors, .pt or .onnx); default: the shipped model")
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (torch backend)")
     serve.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference backend")
-    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest image accepted (default 20)")
+    serve.add_argument("--max-upload-mb", type=positive_float, default=20.0,
+                       help="largest image accepted (default 20)")
     serve.add_argument("--workers", type=int, default=1, help="images segmented at the same time (default 1)")
     serve.add_argument("--queue", type=int, default=32,
                        help="requests admitted at once; more are answered 503 with Retry-After (default 32)")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="also answer requests addressed to this host name (repeatable; * for any). By default "
+                            "only localhost, 127.0.0.1, ::1 and --host are answered, against DNS rebinding")
     serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="segment and score the bundled ISIC sample pairs with the shipped model")

@@ -7,6 +7,7 @@ are errors that name the file and the key, so that a typo never silently trains 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -76,6 +77,10 @@ class TrainConfig:
     lr_milestones: list[int] = field(default_factory=list)
     poly_power: float = 0.9
     min_lr: float = 1e-6
+    # Which epoch a fold keeps as best.safetensors: "best" (highest validation DC, as the paper's setting
+    # does) or "last". Picking the epoch on the validation images flatters their out-of-fold score; a recipe
+    # with a schedule fixed in advance ships its last epoch, and "last" measures exactly that.
+    keep: str = "best"
     n_folds: int = 5
     seed: int = 42
     amp: bool = True
@@ -91,6 +96,7 @@ ENCODERS = ("none", "efficientnet_lite0")
 ENCODER_WEIGHTS = ("imagenet", "random")
 COLOR_CONSTANCY = ("none", "shades_of_gray")
 LR_SCHEDULES = ("plateau", "step", "poly")
+KEEP_EPOCHS = ("best", "last")
 CONFIDENCE_METHODS = ("tta", "margin")
 
 
@@ -106,8 +112,8 @@ class InferenceConfig:
     tta: bool = False
     # Per-image confidence (skinnet.inference.confidence): "tta" (agreement of the flip views) or "margin"
     # (probability margin along the outline); outlines scoring below confidence_threshold are flagged "check
-    # this outline". PROVISIONAL: set from 40 sample images seen in training, until benchmarks/confidence_oof.py
-    # has chosen method and threshold on out-of-fold predictions.
+    # this outline". These defaults serve models made without a choice; benchmarks/confidence_oof.py chooses
+    # both on a run's out-of-fold predictions and writes them into a model (the shipped one has its own).
     confidence: str = "tta"
     confidence_threshold: float = 0.95
 
@@ -220,43 +226,75 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     return config
 
 
+# The range of every numeric field, as an interval ("[" closed, "(" open). Values outside it, NaN and infinity are
+# refused before anything is allocated; a model file's metadata goes through the same check, so a file cannot
+# ask for a width-4096 network or a 65536 px input. The limits sit far above any sensible run (the paper:
+# width 32, depth 4, 6 rates, 512 px); what a whole network may cost is bounded apart, in skinnet.budget.
+RANGES = {
+    "model.width": "[1, 256]", "model.depth": "[1, 7]", "model.growth": "[1, 256]", "model.in_channels": "[1, 4]",
+    "model.dilations": "[1, 512]",
+    "data.image_size": "[16, 2048]", "data.mean": "[0, 255]", "data.std": "(0, 255]",
+    "data.num_workers": "[0, 64]",
+    "data.rotate_limit": "[0, 180]", "data.shift_limit": "[0, 1]", "data.scale_limit": "[0, 1)",
+    "data.color_shift": "[0, 1]",
+    "train.epochs": "[1, 100000]", "train.batch_size": "[1, 4096]", "train.lr": "(0, 10]",
+    "train.weight_decay": "[0, 1]", "train.lr_factor": "(0, 1)", "train.lr_patience": "[0, 10000]",
+    "train.lr_milestones": "[1, 100000]", "train.poly_power": "(0, 100]", "train.min_lr": "[0, 10]",
+    "train.n_folds": "[2, 100]", "train.seed": "[0, 4294967295]", "train.threads": "[0, 1024]",
+    "inference.threshold": "(0, 1)", "inference.confidence_threshold": "[0, 1]",
+}
+MAX_DILATIONS = 16
+
+
+def _inside(value: float, interval: str) -> bool:
+    """Whether a finite ``value`` lies in an interval written like ``"(0, 1]"``."""
+    low, high = (float(part) for part in interval[1:-1].split(","))
+    above = value > low if interval[0] == "(" else value >= low
+    below = value < high if interval[-1] == ")" else value <= high
+    return above and below
+
+
+def _check_ranges(config: Config) -> None:
+    """Every numeric field finite and inside its :data:`RANGES` interval (each value of a list)."""
+    for key, interval in RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and not (math.isfinite(item) and _inside(item, interval)):
+                raise ConfigError(f"{key}={item!r} is out of range: allowed {interval}")
+    if not 1 <= len(config.model.dilations) <= MAX_DILATIONS:
+        raise ConfigError(f"model.dilations has {len(config.model.dilations)} rates: allowed 1 to {MAX_DILATIONS}")
+
+
 def validate(config: Config) -> None:
     """Reject values that would fail later, deep inside training."""
+    from skinnet.networks import MODEL_NAMES
+
+    _check_ranges(config)
+    if config.model.name not in MODEL_NAMES:
+        raise ConfigError(f"model.name={config.model.name!r}: known networks are {MODEL_NAMES}")
     step = 2 ** config.model.depth
     if config.data.image_size % step:
         raise ConfigError(
             f"data.image_size={config.data.image_size} must be divisible by 2**model.depth={step}"
         )
-    for name in ("width", "depth", "in_channels", "num_classes"):
-        if getattr(config.model, name) < 1:
-            raise ConfigError(f"model.{name} must be at least 1")
     if config.model.num_classes != 2:
         raise ConfigError("model.num_classes must be 2 (background, lesion) for lesion segmentation")
     _validate_encoder(config)
-    if any(rate < 1 for rate in config.model.dilations) or not config.model.dilations:
-        raise ConfigError("model.dilations must be a non-empty list of positive rates")
-    if config.train.epochs < 1 or config.train.batch_size < 1 or config.train.lr <= 0:
-        raise ConfigError("train.epochs, train.batch_size and train.lr must be positive")
+    if config.train.keep not in KEEP_EPOCHS:
+        raise ConfigError(f"train.keep={config.train.keep!r}: choose one of {KEEP_EPOCHS}")
     if config.train.schedule not in LR_SCHEDULES:
         raise ConfigError(f"train.schedule={config.train.schedule!r}: known schedules are {LR_SCHEDULES}")
     if config.train.schedule == "step" and not config.train.lr_milestones:
         raise ConfigError("train.schedule=step needs train.lr_milestones, e.g. [18, 26]")
-    if any(epoch < 1 for epoch in config.train.lr_milestones):
-        raise ConfigError("train.lr_milestones are epochs after which the LR falls: positive integers")
-    if config.train.n_folds < 2:
-        raise ConfigError("train.n_folds must be at least 2")
     if config.data.color_constancy not in COLOR_CONSTANCY:
         raise ConfigError(f"data.color_constancy={config.data.color_constancy!r}: choose one of {COLOR_CONSTANCY}")
     unknown = set(config.inference.postprocess) - set(POSTPROCESS_STEPS)
     if unknown:
         raise ConfigError(f"inference.postprocess: unknown steps {sorted(unknown)}; known: {POSTPROCESS_STEPS}")
-    if not 0 < config.inference.threshold < 1:
-        raise ConfigError("inference.threshold must lie strictly between 0 and 1")
     if config.inference.confidence not in CONFIDENCE_METHODS:
         raise ConfigError(f"inference.confidence={config.inference.confidence!r}: "
                           f"choose one of {CONFIDENCE_METHODS}")
-    if not 0 <= config.inference.confidence_threshold <= 1:
-        raise ConfigError("inference.confidence_threshold must lie between 0 and 1 (confidence scores do)")
     if len(config.data.mean) != config.model.in_channels or len(config.data.std) != config.model.in_channels:
         raise ConfigError("data.mean and data.std need one value per input channel")
 

@@ -30,7 +30,9 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", start_timeout: float 
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    from skinnet.app.timeouts import HeaderDeadlineProtocol
+
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", http=HeaderDeadlineProtocol))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="skinnet-app")
     thread.start()
     deadline = time.monotonic() + start_timeout

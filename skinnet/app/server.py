@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import io
 import logging
 import math
 import re
+import socket
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,6 +35,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from starlette.exceptions import HTTPException
 
+from skinnet.app.drain import DrainRate
+from skinnet.app.headers import HostAndSecurityHeaders, allowed_hosts
 from skinnet.app.limits import BodyTooLarge, UploadLimit
 from skinnet.app.schemas import (
     ConfidenceResult,
@@ -42,9 +47,10 @@ from skinnet.app.schemas import (
     ModelIdentity,
     SegmentResult,
 )
+from skinnet.app.timeouts import BodyDeadline, BodyTimeout, HeaderDeadlineProtocol, timeout_response
 from skinnet.config import Config, ConfigError
 from skinnet.data.dicom import read_source
-from skinnet.data.io import InputError
+from skinnet.data.io import MAX_PIXELS, InputError, declared_size
 from skinnet.inference.confidence import uncertainty_png
 from skinnet.inference.findings import Finding, ModelInfo, find
 from skinnet.networks.files import ModelFileError
@@ -53,12 +59,17 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
 DEFAULT_WORKERS = 1
 DEFAULT_QUEUE_SIZE = 32
+# Pixels admitted at once, by the images' headers: two of the largest allowed images, or a full queue of
+# 6-megapixel photographs. Decoding costs memory and time by pixels, not by file size (a 97 kB PNG can
+# declare 100 megapixels).
+DEFAULT_QUEUE_PIXELS = 2 * MAX_PIXELS
 # Room for the multipart envelope (boundaries, part headers) around the file itself.
 MULTIPART_SLACK_BYTES = 64 * 1024
 INDEX_HTML = Path(__file__).parent / "static" / "index.html"
 # The page is self-contained: the browser may load nothing but this server's API and in-page images.
 PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-            "img-src 'self' blob: data:; connect-src 'self' blob:; base-uri 'none'; form-action 'none'")
+            "img-src 'self' blob: data:; connect-src 'self' blob:; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'")
 
 
 class MaskPredictor(Protocol):
@@ -103,9 +114,20 @@ def image_id(filename: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", stem).strip("._")[:100] or "image"
 
 
+class ClientGone(Exception):
+    """The client closed its connection: its image is not (or no further) computed."""
+
+
 def _segment(segmenter: MaskPredictor, data: bytes, name: str, model: ModelInfo,
-             pixel_spacing: float | None = None, with_uncertainty: bool = False) -> _Segmentation:
-    """Decode, segment, measure, score and encode; runs in the worker threads."""
+             pixel_spacing: float | None = None, with_uncertainty: bool = False,
+             gone: threading.Event | None = None) -> _Segmentation:
+    """Decode, segment, measure, score and encode; runs in the worker threads.
+
+    ``gone`` is set by the event loop when the client goes away; the work stops at the next step.
+    """
+    gone = gone or threading.Event()
+    if gone.is_set():
+        raise ClientGone
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="skinnet-upload-") as tmp:
         # read_source takes a path; reusing it keeps one set of decoding rules (EXIF, modes, bomb limits, DICOM).
@@ -114,11 +136,16 @@ def _segment(segmenter: MaskPredictor, data: bytes, name: str, model: ModelInfo,
         try:
             source = read_source(path)
         except InputError as err:
-            raise ApiError(422, "invalid_image", f"{name}: {err.reason}") from err
+            raise ApiError(422, "invalid_image", f"{name}: {_public(err.reason, tmp, name)}") from err
         except Exception as err:  # a decoder failure on untrusted bytes is the upload's fault, not ours
-            raise ApiError(422, "invalid_image", f"{name}: cannot decode ({type(err).__name__}: {err})") from err
+            raise ApiError(422, "invalid_image", f"{name}: cannot decode ({type(err).__name__}: "
+                                                 f"{_public(str(err), tmp, name)})") from err
+    if gone.is_set():
+        raise ClientGone
     # The model's own threshold and post-processing, as `skinnet predict` applies them.
     probability = segmenter.predict_proba(source.pixels)
+    if gone.is_set():
+        raise ClientGone
     mask = segmenter.to_mask(probability)
     finding, uncertainty = find(segmenter, source.pixels, probability, mask, model, source, pixel_spacing,
                                 with_uncertainty)
@@ -126,6 +153,11 @@ def _segment(segmenter: MaskPredictor, data: bytes, name: str, model: ModelInfo,
     return _Segmentation(finding, "dicom" if is_dicom else "image", _png(np.where(mask, 255, 0).astype(np.uint8)),
                          None if uncertainty is None else _png(uncertainty_png(uncertainty)),
                          _png(source.pixels) if is_dicom else None, time.perf_counter() - started)
+
+
+def _public(text: str, tmp: str, name: str) -> str:
+    """``text`` with the server's temporary paths replaced by the upload's name: they are not the client's."""
+    return re.sub(re.escape(tmp) + r"[^\s'\"),;]*", name, text).replace(tempfile.gettempdir(), "<tmp>")
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -137,7 +169,8 @@ def _megabytes(n: int) -> str:
 
 
 def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               workers: int = DEFAULT_WORKERS, queue_size: int = DEFAULT_QUEUE_SIZE) -> FastAPI:
+               workers: int = DEFAULT_WORKERS, queue_size: int = DEFAULT_QUEUE_SIZE,
+               hosts: Iterable[str] | None = None, queue_pixels: int = DEFAULT_QUEUE_PIXELS) -> FastAPI:
     """The FastAPI app serving ``segmenter``.
 
     Args:
@@ -147,12 +180,17 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
         workers: threads running inference side by side.
         queue_size: requests admitted at once, running or waiting for a worker; beyond it the answer is
             503 with ``Retry-After`` (seconds) instead of an unbounded backlog.
+        hosts: ``Host`` names answered (:func:`skinnet.app.headers.allowed_hosts`); default: loopback names.
+        queue_pixels: pixels admitted at once, as the images' headers declare them; an image that would pass
+            it is answered 503 like a full queue (one image alone is always admitted, up to the per-file
+            limits of :func:`skinnet.data.io.check_size`).
     """
     if max_upload_bytes < 1 or workers < 1 or queue_size < workers:
         raise ValueError("need max_upload_bytes >= 1, workers >= 1 and queue_size >= workers")
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skinnet-infer")
     model = ModelInfo.of(segmenter)
-    state = {"in_flight": 0, "mean_seconds": 1.0}
+    state = {"in_flight": 0, "pixels": 0}
+    drain = DrainRate(workers)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -176,11 +214,16 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
     too_large = f"upload larger than the limit of {_megabytes(max_upload_bytes)}"
     app.add_middleware(UploadLimit, limit=max_upload_bytes + MULTIPART_SLACK_BYTES, detail=too_large,
                        drain_limit=2 * max_upload_bytes + MULTIPART_SLACK_BYTES)
+    app.add_middleware(BodyDeadline)
+    # Outermost, so that every answer (413, 408, a refused Host) carries the security headers.
+    app.add_middleware(HostAndSecurityHeaders, hosts=allowed_hosts("127.0.0.1") if hosts is None else hosts)
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, err: HTTPException) -> JSONResponse:
         if isinstance(err, BodyTooLarge):
             return JSONResponse({"detail": too_large, "code": "too_large"}, 413, headers={"Connection": "close"})
+        if isinstance(err, BodyTimeout):
+            return timeout_response()
         code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "error")
         return JSONResponse({"detail": str(err.detail), "code": code}, err.status_code, headers=err.headers)
 
@@ -225,6 +268,12 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
                                    "names it <id>_segmentation.png; X-Lesion-Area-Px gives the area, X-Confidence "
                                    "and X-Flagged the confidence)."}
 
+    def busy(queued: int, why: str = "") -> ApiError:
+        """503 with the time the ``queued`` admitted requests take to drain, at the measured rate."""
+        retry = max(1, math.ceil(drain.seconds_to_drain(queued)))
+        return ApiError(503, "busy", f"{queued} images are queued{why}; the queue drains in about {retry} s",
+                        {"Retry-After": str(retry)})
+
     @app.post("/api/segment", response_model=SegmentResult, responses={200: png_response, **errors},
               summary="Segment the lesion in an uploaded image and measure it",
               description=f"Upload one image as multipart/form-data in the field `file` (at most "
@@ -233,6 +282,7 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
                           f"{queue_size} requests are admitted at once (running or waiting), more are answered "
                           "503 with a Retry-After header in seconds.")
     async def segment(
+        request: Request,
         file: Annotated[UploadFile, File(description="The image: JPEG, PNG, TIFF, BMP, ..., or a single-frame "
                                                      "colour DICOM file")],
         output: Annotated[Literal["json", "png"], Query(alias="format", description="json or png")] = "json",
@@ -245,19 +295,31 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
         if file.size is not None and file.size > max_upload_bytes:
             raise ApiError(413, "too_large", f"{file.filename}: {too_large}")
         if state["in_flight"] >= queue_size:
-            retry = math.ceil(state["mean_seconds"] * state["in_flight"] / workers)
-            raise ApiError(503, "busy", f"{state['in_flight']} images are queued; try again shortly",
-                           {"Retry-After": str(max(1, retry))})
+            raise busy(state["in_flight"])
         # No await between the check and the increment: the event loop cannot admit two at once.
         state["in_flight"] += 1
+        pixels = 0
         try:
             # Read only once admitted, so that refused requests hold no image in memory.
             data = await file.read(max_upload_bytes + 1)
             if len(data) > max_upload_bytes:
                 raise ApiError(413, "too_large", f"{file.filename}: {too_large}")
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(executor, _segment, segmenter, data, file.filename or "upload",
-                                                model, pixel_spacing_mm, uncertainty)
+            width, height = declared_size(data) or (0, 0)
+            if state["pixels"] and state["pixels"] + width * height > queue_pixels:
+                taken = f"{state['pixels'] / 1e6:.3g} of the {queue_pixels / 1e6:.3g} megapixels admitted at once"
+                raise busy(state["in_flight"] - 1, f" ({taken} are taken; this image has "
+                                                   f"{width * height / 1e6:.3g})")
+            pixels = width * height
+            state["pixels"] += pixels
+            gone = threading.Event()
+            work = asyncio.get_running_loop().run_in_executor(
+                executor, _segment, segmenter, data, file.filename or "upload", model, pixel_spacing_mm,
+                uncertainty, gone)
+            result = await _unless_gone(work, request, gone)
+            drain.done(result.seconds, state["in_flight"] - 1)
+        except ClientGone:
+            log.info("%s: the client went away; its image was not computed further", file.filename)
+            return Response(status_code=499)  # never read: the connection is closed
         except ApiError:
             raise
         except Exception as err:
@@ -267,7 +329,7 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
                                                   "log") from err
         finally:
             state["in_flight"] -= 1
-        state["mean_seconds"] = 0.8 * state["mean_seconds"] + 0.2 * result.seconds
+            state["pixels"] -= pixels
         key = image_id(file.filename)
         finding = result.finding
         if output == "png":
@@ -292,10 +354,52 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
     return app
 
 
+async def _unless_gone(work: asyncio.Future, request: Request, gone: threading.Event,
+                       poll_seconds: float = 0.2) -> _Segmentation:
+    """Await the worker's result, checking that the client is still there; if it left, stop the work.
+
+    A job still waiting for a worker is cancelled; a running one sees ``gone`` at its next step.
+
+    Raises:
+        ClientGone: the client disconnected before the result was ready.
+    """
+    while True:
+        done, _ = await asyncio.wait({work}, timeout=poll_seconds)
+        if done:
+            return work.result()
+        if await request.is_disconnected():
+            gone.set()
+            work.cancel()
+            raise ClientGone
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``, made before anything says the server is there.
+
+    Raises:
+        OSError: the port is taken or the address is not this machine's; named ``host:port``.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts need no wait
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as err:
+        sock.close()
+        where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+        hint = "; is another server on this port?" if err.errno == errno.EADDRINUSE else ""
+        raise OSError(err.errno, f"cannot listen here ({err.strerror}){hint}", where) from err
+    return sock
+
+
 def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           backend: str = "torch", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, workers: int = DEFAULT_WORKERS,
-          queue_size: int = DEFAULT_QUEUE_SIZE) -> int:
+          queue_size: int = DEFAULT_QUEUE_SIZE, allow_hosts: Iterable[str] = ()) -> int:
     """Load the model once and serve the app with uvicorn until interrupted (``skinnet serve``).
+
+    The port is bound first: a busy port is one error line, and the banner's URL is only printed once the
+    server can be reached there.
 
     Args:
         model: model file; ``None`` takes the shipped model (:func:`skinnet.weights.default_model_path`).
@@ -306,10 +410,13 @@ def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 
         max_upload_bytes: largest accepted image file.
         workers: images segmented at the same time.
         queue_size: requests admitted at once before answering 503.
+        allow_hosts: ``Host`` names answered besides the loopback names and ``host`` (``--allow-host``;
+            ``*`` answers any).
 
     Raises:
         ConfigError: limits that make no sense.
         ModelFileError: no model given and none ships, or the file cannot be loaded.
+        OSError: the address cannot be bound (e.g. the port is taken).
     """
     import uvicorn
 
@@ -318,13 +425,21 @@ def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 
 
     if max_upload_bytes < 1 or workers < 1 or queue_size < workers:
         raise ConfigError("need --max-upload-mb > 0, --workers >= 1 and --queue >= --workers")
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port}: a TCP port is 1 to 65535")
     path = model or default_model_path()
     if path is None:
         raise ModelFileError("no model: pass --model PATH (a best.safetensors written by skinnet train or "
                              "skinnet demo); this install has no shipped model in skinnet/weights/")
-    segmenter = Segmenter.from_file(path, device=device, backend=backend)
-    app = create_app(segmenter, max_upload_bytes, workers, queue_size)
-    print(f"SkinNet app: http://{host}:{port}/  API docs: http://{host}:{port}/docs  (model {path})",
-          file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    sock = bind(host, port)
+    try:
+        segmenter = Segmenter.from_file(path, device=device, backend=backend)
+        app = create_app(segmenter, max_upload_bytes, workers, queue_size, allowed_hosts(host, allow_hosts))
+        shown = f"[{host}]" if ":" in host else host
+        print(f"SkinNet app: http://{shown}:{port}/  API docs: http://{shown}:{port}/docs  (model {path})",
+              file=sys.stderr)
+        config = uvicorn.Config(app, log_level="info", http=HeaderDeadlineProtocol)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from skinnet.data.io import MAX_PIXELS, InputError, read_image
+from skinnet.data.io import UNOPENABLE, InputError, check_size, read_image, unopenable
 
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 COLOUR_INTERPRETATIONS = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
@@ -142,11 +142,9 @@ def _check_image(path: Path, ds: Any, cut_off: bool) -> None:
         raise InputError(path, f"{interpretation or 'unknown'} DICOM image: a colour image is needed "
                                f"({', '.join(COLOUR_INTERPRETATIONS)})")
     rows, columns = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
-    if rows * columns > MAX_PIXELS:
-        raise InputError(path, f"image of {columns}x{rows} pixels exceeds the limit of {MAX_PIXELS:,} "
-                               "(refused as a possible decompression bomb)")
     if rows < 1 or columns < 1:
         raise InputError(path, f"DICOM image of {columns}x{rows} pixels")
+    check_size(path, columns, rows)
 
 
 def _decode(path: Path, ds: Any) -> np.ndarray:
@@ -201,12 +199,8 @@ def read_dicom(path: str | Path) -> SourceImage:
             ds = pydicom.dcmread(path)
     except InputError:
         raise
-    except FileNotFoundError as err:
-        raise InputError(path, "no such file") from err
-    except IsADirectoryError as err:
-        raise InputError(path, "is a directory, not an image") from err
-    except PermissionError as err:
-        raise InputError(path, "permission denied") from err
+    except UNOPENABLE as err:
+        raise unopenable(path, err) from err
     except pydicom.errors.InvalidDicomError as err:
         raise InputError(path, f"not a readable DICOM file ({err})") from err
     except Exception as err:  # the parser meets hostile or cut-off bytes in many ways

@@ -24,6 +24,20 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # Larger images are refused before decoding: 100 megapixels is far above any dermoscope
 # (the ISIC 2017 originals reach 30 MP) and keeps a decompression bomb from exhausting memory.
 MAX_PIXELS = 100_000_000
+# The area alone does not bound the cost: a 2 x 49,000,000 strip is legal by area, yet every step after
+# decoding (resizing, padding, outlines) works per row or per column. Dermoscopes give about 4:3 frames.
+MAX_SIDE = 16_384
+MAX_ASPECT = 8
+# The only decoders that ever see a file's bytes (DICOM is recognised apart, see skinnet.data.dicom). Pillow
+# picks a decoder from the content, whatever the name: without this list a PostScript file called lesion.jpg
+# would be handed to Ghostscript.
+ALLOWED_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP")
+ACCEPTED = "JPEG, PNG, TIFF, BMP, WebP or DICOM"
+# Formats recognised by their first bytes only to say what a refused file is; none of them is ever decoded.
+REFUSED_SIGNATURES = ((b"%!PS", "PostScript"), (b"\xc5\xd0\xd3\xc6", "PostScript (EPS)"), (b"%PDF", "PDF"),
+                      (b"GIF8", "GIF"), (b"<?xml", "XML or SVG"), (b"<svg", "SVG"), (b"\x00\x00\x01\x00", "ICO"),
+                      (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xffO\xffQ", "JPEG 2000"),
+                      (b"8BPS", "Photoshop (PSD)"), (b"#?RADIANCE", "Radiance HDR"), (b"icns", "Apple icon"))
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 # Rows converted at a time: the RGB copy of a strip stays small even for the largest legal image.
 STRIP_ROWS = 512
@@ -38,6 +52,49 @@ class InputError(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
 
+def check_size(path: str | Path, width: int, height: int) -> None:
+    """Refuse, before decoding, an image whose area, longest side or aspect ratio is over the limits.
+
+    Raises:
+        InputError: naming the size and the limit it breaks.
+    """
+    if width * height > MAX_PIXELS:
+        raise InputError(path, f"image of {width}x{height} pixels exceeds the limit of {MAX_PIXELS:,} "
+                               "(refused as a possible decompression bomb)")
+    if max(width, height) > MAX_SIDE:
+        raise InputError(path, f"image of {width}x{height} pixels: a side is longer than the limit of "
+                               f"{MAX_SIDE:,} pixels")
+    if max(width, height) > MAX_ASPECT * max(min(width, height), 1):
+        raise InputError(path, f"image of {width}x{height} pixels: more than {MAX_ASPECT} times as long as it "
+                               "is wide (not a photograph of a lesion)")
+
+
+def unaccepted_reason(path: str | Path) -> str:
+    """Why Pillow found no accepted decoder for a file: what its first bytes say it is, if we know."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        head = b""
+    known = next((name for signature, name in REFUSED_SIGNATURES if head.startswith(signature)), None)
+    if known:
+        return f"not a readable image: the file is {known}, not one of the accepted formats ({ACCEPTED})"
+    return f"not a readable image (not {ACCEPTED}, or a corrupt file)"
+
+
+# OS errors that keep a file from being opened at all, and what every reader says about them.
+UNOPENABLE = (FileNotFoundError, IsADirectoryError, PermissionError)
+
+
+def unopenable(path: str | Path, err: OSError) -> InputError:
+    """The one-line error for one of :data:`UNOPENABLE` met opening ``path``."""
+    if isinstance(err, FileNotFoundError):
+        return InputError(path, "no such file")
+    if isinstance(err, IsADirectoryError):
+        return InputError(path, "is a directory, not an image")
+    return InputError(path, "permission denied")
+
+
 def _open(path: str | Path) -> Image.Image:
     path = Path(path)
     try:
@@ -46,29 +103,37 @@ def _open(path: str | Path) -> Image.Image:
         with warnings.catch_warnings():
             # PIL warns from 89 megapixels on; MAX_PIXELS below is the limit that applies here.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
-        width, height = image.size
-        if width * height > MAX_PIXELS:
+            image = Image.open(path, formats=ALLOWED_FORMATS)
+        try:
+            check_size(path, *image.size)
+        except InputError:
             image.close()
-            raise InputError(path, f"image of {width}x{height} pixels exceeds the limit of {MAX_PIXELS:,} "
-                                   "(refused as a possible decompression bomb)")
+            raise
         image.load()
         return image
     except InputError:
         raise
-    except FileNotFoundError as err:
-        raise InputError(path, "no such file") from err
-    except IsADirectoryError as err:
-        raise InputError(path, "is a directory, not an image") from err
-    except PermissionError as err:
-        raise InputError(path, "permission denied") from err
+    except UNOPENABLE as err:
+        raise unopenable(path, err) from err
     except UnidentifiedImageError as err:
-        raise InputError(path, "not a readable image (unknown or corrupt format)") from err
+        raise InputError(path, unaccepted_reason(path)) from err
     except Image.DecompressionBombError as err:
         raise InputError(path, f"image declares more than {MAX_PIXELS:,} pixels "
                                "(refused as a possible decompression bomb)") from err
     except Exception as err:  # decoders fail on hostile bytes in many types (OSError, SyntaxError, ...)
         raise InputError(path, f"corrupt or truncated image ({type(err).__name__}: {err})") from err
+
+
+def declared_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from the header of an image in an accepted format, decoding no pixels; ``None``
+    for anything else (DICOM, or bytes :func:`read_image` will refuse with its reason)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+                return image.size
+    except Exception:  # the header is unreadable: the worker's read says why
+        return None
 
 
 def read_image(path: str | Path) -> np.ndarray:

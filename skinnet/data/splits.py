@@ -30,14 +30,19 @@ def load_or_create_folds(path: str | Path, ids: list[str], n_folds: int, seed: i
     """Read the split file at ``path``, or create it from ``ids`` if it does not exist.
 
     Raises:
-        SplitError: the file is malformed, lists an ID twice, or names IDs missing from the data.
+        SplitError: the file is malformed, lists an ID twice, names IDs missing from the data, or has another
+            number of folds than ``n_folds`` (a reused run folder would otherwise train the old split).
     """
     path = Path(path)
     if not path.exists():
         folds = make_folds(ids, n_folds, seed)
         write_text(path, json.dumps({"seed": seed, "n_folds": n_folds, "folds": folds}, indent=1))
         return folds
-    return load_folds(path, ids)
+    folds = load_folds(path, ids)
+    if len(folds) != n_folds:
+        raise SplitError(f"{path}: has {len(folds)} folds, the config asks for train.n_folds={n_folds}; use "
+                         "another --out for a new split, or set train.n_folds to match")
+    return folds
 
 
 def load_folds(path: str | Path, ids: list[str]) -> list[list[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from skinnet.data.io import InputError, read_mask, write_csv
-from skinnet.data.layout import LayoutError, duplicate_masks, find_pairs, list_masks
+from skinnet.data.layout import MASK_SUFFIX, LayoutError, duplicate_masks, find_pairs, list_masks
 from skinnet.metrics import METRIC_NAMES, image_metrics, mean_metrics, sample_sd
 
 
@@ -41,11 +42,23 @@ class Evaluation:
 
 
 def truth_masks(gt: str | Path) -> dict[str, Path]:
-    """Ground-truth masks by ID: from a data root in any supported layout, or a plain folder of masks."""
-    try:
-        return {pair.id: pair.mask for pair in find_pairs(gt).pairs}
-    except LayoutError:
-        return list_masks(gt)
+    """Ground-truth masks by ID: from a data root in any supported layout, or a plain folder of masks.
+
+    A folder holding ``<id>_segmentation.png`` files is a folder of masks, whatever else lies beside them: a
+    stray ``X.png`` must not turn it into a flat data folder of one pair.
+
+    Raises:
+        LayoutError: ``gt`` is not a folder, or holds no mask.
+    """
+    masks = list_masks(gt)
+    named = {key: path for key, path in masks.items() if path.stem.endswith(MASK_SUFFIX)}
+    if named:
+        return named
+    with contextlib.suppress(LayoutError):  # not a data root either: the masks found above, if any
+        masks = {pair.id: pair.mask for pair in find_pairs(gt).pairs}
+    if not masks:
+        raise LayoutError(f"{gt}: no ground-truth masks (<id>_segmentation.png, or <id>.png) found")
+    return masks
 
 
 def evaluate_folders(pred_dir: str | Path, gt: str | Path, strict: bool = False) -> Evaluation:
@@ -60,7 +73,7 @@ def evaluate_folders(pred_dir: str | Path, gt: str | Path, strict: bool = False)
         strict: raise at the first problem instead of recording it and going on.
 
     Raises:
-        LayoutError: a folder is missing, or ``pred_dir`` holds no mask at all.
+        LayoutError: a folder is missing, or ``pred_dir`` or ``gt`` holds no mask at all.
         InputError: with ``strict``, the first prediction that cannot be scored.
     """
     predictions = list_masks(pred_dir)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skinnet.data.io import write_text
+from skinnet.data.io import write_json
 from skinnet.data.layout import find_pairs
 from skinnet.evaluation.evaluate import Evaluation, evaluate_folders
 from skinnet.inference.ensemble import Ensemble, fold_models
@@ -86,6 +86,5 @@ def evaluate_holdout(run_dir: str | Path, test_dir: str | Path, out_dir: str | P
     evaluation = evaluate_folders(pred_dir, pairs[0].mask.parent, strict=strict)
     evaluation.problems = prediction.failed + evaluation.problems
     evaluation.write_csv(metrics_file)
-    write_text(summary_file, json.dumps({"source": source, "summary": evaluation.summary,
-                                         "problems": evaluation.problems}, indent=1))
+    write_json(summary_file, {"source": source, "summary": evaluation.summary, "problems": evaluation.problems})
     return HoldoutResult(evaluation, out_dir, test_dir, len(models))

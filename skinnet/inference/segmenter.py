@@ -14,8 +14,9 @@ from torch import nn
 from skinnet.config import Config, ConfigError
 from skinnet.data.cache import default_cache_dir, resize_image
 from skinnet.data.transforms import prepare_input
+from skinnet.inference.model_guard import load_checked
 from skinnet.inference.postprocess import STEPS, apply_postprocessing, threshold_mask
-from skinnet.networks.files import ModelFileError, load_model
+from skinnet.networks.files import ModelFileError
 from skinnet.weights import default_model_path
 
 # An engine maps normalised float32 (N, 3, S, S) to lesion probabilities (N, S, S).
@@ -131,14 +132,14 @@ class Segmenter:
             if path.suffix != ".onnx":
                 onnx_file = onnx_path_for(path)
                 if not onnx_file.exists():
-                    model, config = load_model(path)
+                    model, config = load_checked(path)
                     export_onnx(model, config, onnx_file)
                 path = onnx_file
             engine = OnnxModel(path, threads)
             segmenter = cls(engine, engine.config, batch_size=batch_size, tta=tta, postprocess=postprocess)
         else:
             torch_device = resolve_device(device)
-            model, config = load_model(path, torch_device)
+            model, config = load_checked(path, torch_device)
             segmenter = cls(model, config, torch_device, batch_size, tta, postprocess)
         segmenter.model_files = [source]
         return segmenter

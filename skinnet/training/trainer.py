@@ -19,10 +19,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from skinnet.budget import check_budget
 from skinnet.config import Config
 from skinnet.data.cache import CachedPairs, load_cached_pairs
 from skinnet.data.dataset import LesionDataset
-from skinnet.data.io import remove_stale_temporaries, write_text
+from skinnet.data.io import remove_stale_temporaries, write_json, write_text
 from skinnet.data.layout import find_pairs
 from skinnet.data.splits import fold_ids, load_or_create_folds
 from skinnet.data.transforms import training_augmentation
@@ -140,10 +141,11 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
     """Train one fold and write its outputs under ``run_dir/fold_<fold>/``.
 
     Outputs: ``last.pt`` (full state, every epoch), ``best.pt`` and ``best.safetensors`` (best validation
-    DC), ``log.csv``, ``val_predictions/<id>_segmentation.png`` at the ground truth's size,
-    ``val_metrics.csv`` (per image) and ``val_summary.json``. The split is ``run_dir/splits.json``, created
-    from the seed if absent and reused (or user-edited) otherwise. Started by ``torchrun``, the fold trains
-    data-parallel over its processes and rank 0 writes the outputs (see :mod:`skinnet.training.distributed`).
+    DC, or the last epoch with ``train.keep=last``), ``log.csv``, ``val_predictions/<id>_segmentation.png``
+    at the ground truth's size, ``val_metrics.csv`` (per image) and ``val_summary.json``. The split is
+    ``run_dir/splits.json``, created from the seed if absent and reused (or user-edited) otherwise. Started
+    by ``torchrun``, the fold trains data-parallel over its processes and rank 0 writes the outputs (see
+    :mod:`skinnet.training.distributed`).
 
     Args:
         config: the run config.
@@ -155,6 +157,7 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
             has measured the recipe.
         resume: continue from ``last.pt`` if it exists.
     """
+    check_budget(config, "config")  # before any folder, cache or tensor is made
     run_dir = Path(run_dir)
     fold_dir = run_dir / ("all" if fold is None else f"fold_{fold}")
     fold_dir.mkdir(parents=True, exist_ok=True)
@@ -229,7 +232,7 @@ def train_fold(config: Config, data_root: str | Path, run_dir: str | Path, fold:
         row = {"epoch": epoch, "train_loss": train["loss"], "train_dc": train["dc"], "train_ji": train["ji"],
                "val_loss": val["loss"], "val_dc": val["dc"], "val_ji": val["ji"],
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
-        if val["dc"] > best_dc or not val_records:
+        if val["dc"] > best_dc or not val_records or config.train.keep == "last":
             best_dc, best_epoch = val["dc"], epoch
         state = {"config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
@@ -288,5 +291,5 @@ def predict_validation(fold_dir: Path, val_records: list[Any], device: torch.dev
     evaluation = evaluate_folders(pred_dir, val_records[0].mask.parent)
     evaluation.write_csv(fold_dir / "val_metrics.csv")
     summary = evaluation.summary
-    write_text(fold_dir / "val_summary.json", json.dumps(summary, indent=1))
+    write_json(fold_dir / "val_summary.json", summary)  # strict JSON: an undefined mean is null, never NaN
     return summary

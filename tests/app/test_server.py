@@ -234,7 +234,7 @@ def read_until_closed(sock: socket.socket) -> bytes:
 
 
 def test_huge_declared_body_is_refused_without_reading_it(small_server: str) -> None:
-    head = (b"POST /api/segment HTTP/1.1\r\nHost: test\r\nContent-Length: 1000000000\r\n"
+    head = (b"POST /api/segment HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000000\r\n"
             b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
     # Not one byte of the body is sent: the answer can only come from the headers.
     with raw_request(small_server, head) as sock:
@@ -245,7 +245,7 @@ def test_huge_declared_body_is_refused_without_reading_it(small_server: str) -> 
 
 
 def test_endless_chunked_body_is_cut_off(small_server: str) -> None:
-    head = (b"POST /api/segment HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n"
+    head = (b"POST /api/segment HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
             b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
     part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="endless.jpg"\r\n\r\n'
     chunk = b"10000\r\n" + b"\0" * 0x10000 + b"\r\n"

@@ -143,3 +143,14 @@ def test_cv_killed_mid_fold_resumes_that_fold_and_skips_the_finished_one(sample_
     pd.testing.assert_frame_equal(log.iloc[: len(rows_before)], rows_before)
     summary = json.loads((run / "cv_summary.json").read_text())
     assert summary["complete"] and summary["pooled"]["n"] == 40
+
+
+def test_a_reused_split_with_another_number_of_folds_is_refused(tmp_path: Path) -> None:
+    from skinnet.data.splits import SplitError, load_or_create_folds
+
+    ids = [f"ISIC_{i:07d}" for i in range(12)]
+    path = tmp_path / "splits.json"
+    assert len(load_or_create_folds(path, ids, 3, seed=1)) == 3
+    assert load_or_create_folds(path, ids, 3, seed=1) == load_or_create_folds(path, ids, 3, seed=7)
+    with pytest.raises(SplitError, match=rf"{path}: has 3 folds, the config asks for train.n_folds=5"):
+        load_or_create_folds(path, ids, 5, seed=1)

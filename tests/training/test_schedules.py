@@ -64,7 +64,7 @@ def test_poly_state_round_trips_so_a_resumed_run_continues_the_decay() -> None:
 @pytest.mark.parametrize(("overrides", "message"), [
     (["train.schedule=cosine"], "known schedules"),
     (["train.schedule=step"], "needs train.lr_milestones"),
-    (["train.schedule=step", "train.lr_milestones=[0]"], "positive"),
+    (["train.schedule=step", "train.lr_milestones=[0]"], r"train\.lr_milestones=0 is out of range"),
 ])
 def test_bad_schedules_are_config_errors(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

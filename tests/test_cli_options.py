@@ -1,0 +1,44 @@
+"""Command-line options that contradict each other, and batches whose files share an ID."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from skinnet.cli import main
+from skinnet.data.io import read_mask
+
+
+def test_model_and_run_together_are_refused(tmp_path: Path, sample_data: Path, tiny_model: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    image = sorted((sample_data / "images").glob("*.jpg"))[0]
+    assert main(["predict", str(image), "--out", str(tmp_path / "out"), "--model", str(tiny_model),
+                 "--run", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("skinnet predict: error: --model and --run both given") and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("first", "second"), [("JPEG", "PNG"), ("TIFF", "WEBP")])
+def test_two_files_with_one_id_give_one_mask_and_a_failure(tmp_path: Path, sample_data: Path, tiny_model: Path,
+                                                          first: str, second: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    images = sorted((sample_data / "images").glob("*.jpg"))[:2]
+    (folder := tmp_path / "in").mkdir()
+    # Two different lesions under one ID: whichever mask is written must be the first file's.
+    for path, fmt in zip(images, (first, second), strict=True):
+        Image.open(path).convert("RGB").save(folder / f"img.{fmt.lower()}", fmt)
+    out = tmp_path / "out"
+    assert main(["predict", str(folder), "--out", str(out), "--model", str(tiny_model), "--workers", "1"]) == 1
+    err = capsys.readouterr().err
+    kept, dropped = sorted(folder.iterdir())
+    assert f"{dropped}: duplicate ID 'img' (also {kept}); skipped" in err and "1 file(s) failed" in err
+    assert sorted(p.name for p in out.glob("*.png")) == ["img_segmentation.png"]
+    (single := tmp_path / "single").mkdir()
+    shutil.copy(kept, single)
+    alone = tmp_path / "alone"
+    assert main(["predict", str(single), "--out", str(alone), "--model", str(tiny_model)]) == 0
+    assert (read_mask(out / "img_segmentation.png") == read_mask(alone / "img_segmentation.png")).all()
