@@ -15,15 +15,16 @@ per-image DC against the first recipe. Writes ``OUT/recipes.{json,md}``.
         --recipe pretrained runs/pretrained configs/pretrained.yaml \\
         --recipe current runs/side/current configs/cpu.yaml train.epochs=8 \\
         --recipe paper256 runs/side/paper256 configs/isic2017_paper.yaml data.image_size=256 model.width=8
+    python benchmarks/compare_recipes.py --data DATA --out runs/sizes --sizes 128,192,256,320 \
+        --recipe pretrained runs/pretrained configs/pretrained.yaml
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,13 +38,12 @@ from skinnet.evaluation.comparison import (
     count_flops,
     count_parameters,
     machine_name,
+    onnx_seconds_per_image,
     paired_wilcoxon,
     share_split,
     training_seconds_per_image,
 )
-from skinnet.inference.onnx import OnnxModel, export_onnx
 from skinnet.metrics import mean_metrics, sample_sd
-from skinnet.networks import build_model
 from skinnet.training.cv import fold_dir, prepare_run, read_metrics_csv, run_cv
 from skinnet.training.logs import read_log
 
@@ -57,23 +57,6 @@ class Recipe:
 
     def config(self) -> Config:
         return load_config(self.config_path, self.overrides)
-
-
-def onnx_seconds_per_image(config: Config, threads: int, repeats: int = 10) -> float:
-    """Median latency of one image at the config's input size through ONNX Runtime on the CPU."""
-    model = build_model(config.model).eval()
-    size = config.data.image_size
-    batch = np.random.default_rng(0).standard_normal((1, config.model.in_channels, size, size), np.float32)
-    with tempfile.TemporaryDirectory() as tmp:
-        session = OnnxModel(export_onnx(model, config, Path(tmp) / "model.onnx"), threads=threads)
-        for _ in range(2):
-            session(batch)
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            session(batch)
-            times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def per_image(run_dir: Path, folds: list[int], metric: str) -> dict[str, float]:
@@ -95,6 +78,8 @@ def recipe_row(recipe: Recipe, folds: list[int], threads: int) -> dict[str, Any]
         "onnx_seconds_per_image": onnx_seconds_per_image(config, threads),
         "epochs": [len(log) for log in logs],
         "fold_minutes": [sum(r["seconds"] for r in log) / 60 for log in logs],
+        # the median epoch: robust to epochs slowed by other jobs on the machine
+        "median_epoch_seconds": statistics.median(r["seconds"] for log in logs for r in log),
     }
     for metric in ("DC", "JI"):
         values = [s[metric] for s in scores]
@@ -122,12 +107,39 @@ def compare(recipes: list[Recipe], data: str, folds: list[int], threads: int, re
     return result
 
 
+def size_costs(recipe: Recipe, sizes: list[int], threads: int) -> list[dict[str, Any]]:
+    """What the recipe's network costs on this machine at each input size: FLOPs, a training step and an
+    ONNX Runtime forward pass per image."""
+    torch.set_num_threads(threads)
+    rows = []
+    for size in sizes:
+        config = load_config(recipe.config_path, [*recipe.overrides, f"data.image_size={size}"])
+        rows.append({"size": size, "flops": count_flops(config),
+                     "train_seconds_per_image": training_seconds_per_image(config),
+                     "onnx_seconds_per_image": onnx_seconds_per_image(config, threads)})
+    return rows
+
+
+def format_sizes(name: str, rows: list[dict[str, Any]], timed_on: str) -> str:
+    lines = [f"| {name}: input px | GFLOPs/image | training s/image | ONNX CPU s/image |",
+             "| ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['size']} | {r['flops'] / 1e9:.2f} | {r['train_seconds_per_image']:.3f} | "
+              f"{r['onnx_seconds_per_image']:.4f} |" for r in rows]
+    return "\n".join([*lines, "", f"Timed in one run on {timed_on}."])
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The comparison as a Markdown table and its notes."""
     lines = ["| recipe | encoder | width | input px | parameters | GFLOPs/image | training s/image | "
-             "ONNX CPU s/image | epochs | min/fold | DC (mean ± sd over folds) | JI (mean ± sd over folds) | "
+             "ONNX CPU s/image | epochs | s/epoch (median) | DC (mean ± sd over folds) | "
+             "JI (mean ± sd over folds) | "
              f"DC − {result['baseline']} (median, Wilcoxon p) |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+    def spread(row: dict[str, Any], metric: str) -> str:  # one fold has no sd over folds
+        sd = row[f"{metric}_sd"]
+        return f"{row[f'{metric}_mean']:.4f}" + ("" if math.isnan(sd) else f" ± {sd:.4f}")
+
     for name, row in result["recipes"].items():
         test = row.get("wilcoxon_DC")
         versus = f"{test['median_difference']:+.4f}, p = {test['p_value']:.2g}" if test else "baseline"
@@ -135,12 +147,11 @@ def format_table(result: dict[str, Any]) -> str:
             f"| {name} | {row['encoder']} | {row['width']} | {row['image_size']} | {row['parameters']:,} | "
             f"{row['flops'] / 1e9:.2f} | {row['train_seconds_per_image']:.3f} | "
             f"{row['onnx_seconds_per_image']:.4f} | {'/'.join(map(str, row['epochs']))} | "
-            f"{statistics.mean(row['fold_minutes']):.0f} | {row['DC_mean']:.4f} ± {row['DC_sd']:.4f} | "
-            f"{row['JI_mean']:.4f} ± {row['JI_sd']:.4f} | {versus} |")
+            f"{row['median_epoch_seconds']:.0f} | {spread(row, 'DC')} | {spread(row, 'JI')} | {versus} |")
     n = next((r["wilcoxon_DC"]["n"] for r in result["recipes"].values() if "wilcoxon_DC" in r), 0)
     lines += ["", f"Folds {','.join(map(str, result['folds']))} of one split ({n} out-of-fold images per "
                   f"paired test). Training and ONNX times measured in this run on {result['timed_on']}; "
-                  "min/fold is the logged wall time of each fold's training (machine load varies)."]
+                  "s/epoch is the median logged epoch (training and validation) of the folds' runs."]
     return "\n".join(lines)
 
 
@@ -154,6 +165,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a recipe; the first one is the baseline of the Wilcoxon tests")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for the timings (default 2)")
     parser.add_argument("--resume", action="store_true", help="continue interrupted folds from last.pt")
+    parser.add_argument("--sizes", help="only time the first recipe's network at these input sizes, e.g. "
+                        "128,256,384 (no training, no scores): writes OUT/sizes.{json,md}")
     args = parser.parse_args(argv)
     if any(len(spec) < 3 for spec in args.recipe):
         parser.error("--recipe needs NAME RUN_DIR CONFIG [key=value ...]")
@@ -163,10 +176,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     recipes = [Recipe(spec[0], Path(spec[1]), spec[2], spec[3:]) for spec in args.recipe]
+    out = Path(args.out)
+    if args.sizes:
+        rows = size_costs(recipes[0], [int(s) for s in args.sizes.split(",") if s.strip()], args.threads)
+        timed_on = machine_name(recipes[0].config())
+        table = format_sizes(recipes[0].name, rows, timed_on)
+        write_json(out / "sizes.json", {"recipe": recipes[0].name, "timed_on": timed_on, "sizes": rows})
+        write_text(out / "sizes.md", table + "\n")
+        print(table)
+        return 0
     folds = [int(k) for k in args.folds.split(",") if k.strip()]
     result = compare(recipes, args.data, folds, args.threads, args.resume)
     table = format_table(result)
-    out = Path(args.out)
     write_json(out / "recipes.json", result)
     write_text(out / "recipes.md", table + "\n")
     print(table)

@@ -1,7 +1,8 @@
 """Comparing networks on equal terms: their size, cost and speed, and a paired test of per-image scores.
 
-Shared by ``benchmarks/compare_models.py`` (SkinNet against U-Net over a cross-validation) and
-``scripts/paper_fold0.py`` (the paper's configuration on one GPU, fold 0).
+Shared by ``benchmarks/compare_models.py`` (SkinNet against U-Net over a cross-validation),
+``benchmarks/compare_recipes.py`` (training recipes side by side) and ``scripts/paper_fold0.py`` (the paper's
+configuration on one GPU, fold 0).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import math
 import shutil
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from scipy import stats
 from torch.utils.flop_counter import FlopCounterMode
 
 from skinnet.config import Config
+from skinnet.inference.onnx import OnnxModel, export_onnx
 from skinnet.inference.segmenter import resolve_device
 from skinnet.losses import soft_dice_loss
 from skinnet.networks import build_model
@@ -99,6 +102,25 @@ def time_training_steps(config: Config, steps: int = 10, warmup: int = 3) -> Ste
 def training_seconds_per_image(config: Config, steps: int = 10, warmup: int = 3) -> float:
     """Median wall time of one training step per image (see :func:`time_training_steps`)."""
     return time_training_steps(config, steps, warmup).seconds_per_image
+
+
+def onnx_seconds_per_image(config: Config, threads: int, size: int | None = None, repeats: int = 10) -> float:
+    """Median CPU latency of one ``size`` x ``size`` image (default: the config's input size) through ONNX
+    Runtime with ``threads`` threads: the network alone, as exported (random weights run as fast as trained
+    ones)."""
+    model = build_model(config.model).eval()
+    size = size or config.data.image_size
+    batch = np.random.default_rng(0).standard_normal((1, config.model.in_channels, size, size), np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        session = OnnxModel(export_onnx(model, config, Path(tmp) / "model.onnx"), threads=threads)
+        for _ in range(2):
+            session(batch)
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            session(batch)
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 def machine_name(config: Config) -> str:
