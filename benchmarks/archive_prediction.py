@@ -69,12 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     base = statistics.median(seconds[CONFIGS[0][0]])
     print(f"{cores} CPU cores; backend {args.backend}; {args.images} JPEGs of 1024x768; median of "
           f"{args.repeats} repeats, taken in turns\n")
-    print(f"| {'engine':<56} | {'images/s':>8} | {'x sequential':>12} | {'each repeat, x sequential':<28} |")
-    print(f"|{'-' * 58}|{'-' * 9}:|{'-' * 13}:|{'-' * 30}|")
+    print(f"| {'engine':<56} | {'images/s':>8} | {'s / image':>9} | {'x sequential':>12} | "
+          f"{'each repeat, x sequential':<28} |")
+    print(f"|{'-' * 58}|{'-' * 9}:|{'-' * 10}:|{'-' * 13}:|{'-' * 30}|")
     for name, _, _ in CONFIGS:
         median = statistics.median(seconds[name])
         each = " ".join(f"{b / s:.2f}" for s, b in zip(seconds[name], seconds[CONFIGS[0][0]], strict=True))
-        print(f"| {name:<56} | {args.images / median:8.2f} | {base / median:12.2f} | {each:<28} |")
+        print(f"| {name:<56} | {args.images / median:8.2f} | {median / args.images:9.4f} | "
+              f"{base / median:12.2f} | {each:<28} |")
     return 0
 
 
