@@ -19,10 +19,11 @@ import numpy as np
 from skinnet.data.io import read_image, read_mask, write_csv, write_text
 from skinnet.data.layout import find_pairs
 from skinnet.data.splits import fold_ids, load_folds
+from skinnet.inference.model_guard import load_checked
 from skinnet.inference.postprocess import apply_postprocessing, choose_postprocessing, threshold_mask
 from skinnet.inference.segmenter import Segmenter
 from skinnet.metrics import METRIC_NAMES, image_metrics, mean_metrics
-from skinnet.networks.files import load_model, save_weights
+from skinnet.networks.files import save_weights
 
 
 def out_of_fold_probabilities(run_dir: Path, data_root: str | Path, tta: bool) -> tuple[
@@ -67,7 +68,7 @@ def finalize_model(model_path: str | Path, run_dir: str | Path, data_root: str |
         The report: out-of-fold mean metrics for each choice, and what was kept.
     """
     run_dir, out = Path(run_dir), Path(out)
-    threshold = load_model(model_path)[1].inference.threshold
+    threshold = load_checked(model_path)[1].inference.threshold
     ids, truths, plain = out_of_fold_probabilities(run_dir, data_root, tta=False)
     _, _, flipped = out_of_fold_probabilities(run_dir, data_root, tta=True)
 
@@ -83,7 +84,7 @@ def finalize_model(model_path: str | Path, run_dir: str | Path, data_root: str |
     scores["fallback"] = summary(masks(chosen, True))
     fallback = scores["fallback"]["DC"] > scores["tta" if tta else "plain"]["DC"]
     steps, step_scores = choose_postprocessing(truths, masks(chosen, fallback))
-    model, config = load_model(model_path)
+    model, config = load_checked(model_path)
     config.inference.tta, config.inference.empty_fallback, config.inference.postprocess = tta, fallback, steps
     save_weights(out, model, config, half=half)
     # Per-image out-of-fold scores with every shipped choice applied: the paired data for comparing recipes.

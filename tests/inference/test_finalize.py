@@ -9,7 +9,7 @@ import pytest
 
 from skinnet.inference.finalize import finalize_model, oof_metrics_path
 from skinnet.metrics import mean_metrics
-from skinnet.networks.files import load_model
+from skinnet.networks.files import ModelFileError, load_model, save_weights
 from skinnet.training.cv import read_metrics_csv
 
 
@@ -37,3 +37,14 @@ def test_finalize_records_the_choice_in_the_model(tiny_model: Path, sample_data:
     rows = read_metrics_csv(oof_metrics_path(out))
     assert len(rows) == 8 and len({row["id"] for row in rows}) == 8
     assert mean_metrics(rows)["DC"] == pytest.approx(report["out_of_fold_shipped"]["DC"], abs=1e-9)
+
+
+def test_finalize_refuses_a_model_file_with_nan_weights(tiny_model: Path, sample_data: Path,
+                                                        tmp_path: Path) -> None:
+    model, config = load_model(tiny_model)
+    next(model.parameters()).data.fill_(float("nan"))
+    save_weights(tmp_path / "nan.safetensors", model, config)
+    out = tmp_path / "out.safetensors"
+    with pytest.raises(ModelFileError, match=r"nan\.safetensors: .* NaN or infinite values"):
+        finalize_model(tmp_path / "nan.safetensors", tiny_model.parent.parent, sample_data, out)
+    assert not out.exists()
