@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+async def run_or_answer(app: ASGIApp, scope: Scope, receive: Receive, send: Send, error: type[Exception],
+                        answer: Callable[[], Awaitable[None]]) -> None:
+    """Run ``app``; where it raises ``error`` before its response has started, send ``answer()`` instead.
+
+    Once a response has started the client already holds part of it, so the error goes on up.
+    """
+    started = False
+
+    async def tracking_send(message: Message) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    try:
+        await app(scope, receive, tracking_send)
+    except error:
+        if started:
+            raise
+        await answer()
 
 
 class BodyTooLarge(HTTPException):
@@ -39,7 +62,6 @@ class UploadLimit:
             await self.reject(scope, receive, send)
             return
         received = 0
-        started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -51,17 +73,9 @@ class UploadLimit:
                 raise BodyTooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:  # normally the app's handler answers; this covers reads outside FastAPI's
-            if started:
-                raise
-            await self.reject(scope, receive, send)
+        # normally the app's handler answers BodyTooLarge; this covers reads outside FastAPI's
+        await run_or_answer(self.app, scope, counting_receive, send, BodyTooLarge,
+                            lambda: self.reject(scope, receive, send))
 
     async def drain(self, receive: Receive, received: int) -> None:
         """Read and discard the rest of the body while at most ``drain_limit`` bytes have come in all."""

@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from skinnet.app.limits import run_or_answer
+
 HEADER_TIMEOUT = 10.0
 BODY_IDLE_TIMEOUT = 15.0
 BODY_TIMEOUT = 120.0
@@ -91,7 +93,6 @@ class BodyDeadline:
             return
         deadline = time.monotonic() + self.body_timeout
         complete = False
-        started = False
 
         async def timed_receive() -> Message:
             nonlocal complete
@@ -105,17 +106,8 @@ class BodyDeadline:
             complete = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, timed_receive, tracking_send)
-        except BodyTimeout:
-            if started:
-                raise
-            await timeout_response(self.idle_timeout, self.body_timeout)(scope, receive, send)
+        await run_or_answer(self.app, scope, timed_receive, send, BodyTimeout,
+                            lambda: timeout_response(self.idle_timeout, self.body_timeout)(scope, receive, send))
 
 
 def timeout_response(idle_timeout: float | None = None, body_timeout: float | None = None) -> JSONResponse:
