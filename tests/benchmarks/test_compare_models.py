@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -10,6 +9,7 @@ from types import ModuleType
 import pandas as pd
 import pytest
 from scipy import stats
+from script_loader import load_script
 
 from skinnet.config import load_config
 
@@ -19,10 +19,7 @@ TINY = ["model.width=4", "data.image_size=32", "model.dilations=[1,2]", "train.t
 
 def load_benchmark() -> ModuleType:
     """benchmarks/ is not a package: load the script from its path."""
-    spec = importlib.util.spec_from_file_location("compare_models", REPO / "benchmarks" / "compare_models.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/compare_models.py")
 
 
 @pytest.mark.slow

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pandas as pd
 import pytest
 from scipy import stats
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["model.width=4", "data.image_size=32", "model.dilations=[1,2]", "train.threads=1", "train.n_folds=5",
@@ -19,11 +18,7 @@ TINY = ["model.width=4", "data.image_size=32", "model.dilations=[1,2]", "train.t
 
 def load_benchmark() -> ModuleType:
     """benchmarks/ is not a package: load the script from its path."""
-    spec = importlib.util.spec_from_file_location("compare_recipes", REPO / "benchmarks" / "compare_recipes.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/compare_recipes.py")
 
 
 @pytest.mark.slow

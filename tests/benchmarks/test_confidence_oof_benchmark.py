@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -11,6 +10,7 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 import pytest
+from script_loader import load_script
 from sklearn.metrics import roc_auc_score
 
 from skinnet.config import load_config
@@ -18,15 +18,10 @@ from skinnet.data.io import read_image, read_mask
 from skinnet.inference.segmenter import Segmenter
 from skinnet.networks.files import load_model
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def load_benchmark() -> ModuleType:
     """benchmarks/ is not a package: load the script from its path."""
-    spec = importlib.util.spec_from_file_location("confidence_oof", REPO / "benchmarks" / "confidence_oof.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/confidence_oof.py")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ from types import ModuleType
 import pandas as pd
 import pytest
 from scipy import stats
+from script_loader import load_script as load_repo_script
 
 from skinnet.config import config_from_dict, load_config
 from skinnet.evaluation.comparison import count_flops, count_parameters
@@ -28,11 +28,7 @@ TOY = ["--probe-steps", "2", "--min-epochs", "1", "model.width=4", "data.image_s
 
 def load_script(name: str) -> ModuleType:
     """scripts/ is not a package: load a script from its path."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_repo_script(f"scripts/{name}.py")
 
 
 @pytest.fixture()
