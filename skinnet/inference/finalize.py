@@ -10,13 +10,12 @@ file gets it, and returned with the scores for the model card.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from skinnet.data.io import read_image, read_mask, write_csv, write_text
+from skinnet.data.io import read_image, read_mask, write_csv, write_json
 from skinnet.data.layout import find_pairs
 from skinnet.data.splits import fold_ids, load_folds
 from skinnet.inference.model_guard import load_checked
@@ -68,7 +67,8 @@ def finalize_model(model_path: str | Path, run_dir: str | Path, data_root: str |
         The report: out-of-fold mean metrics for each choice, and what was kept.
     """
     run_dir, out = Path(run_dir), Path(out)
-    threshold = load_checked(model_path)[1].inference.threshold
+    model, config = load_checked(model_path)
+    threshold = config.inference.threshold
     ids, truths, plain = out_of_fold_probabilities(run_dir, data_root, tta=False)
     _, _, flipped = out_of_fold_probabilities(run_dir, data_root, tta=True)
 
@@ -83,19 +83,19 @@ def finalize_model(model_path: str | Path, run_dir: str | Path, data_root: str |
     chosen = flipped if tta else plain
     scores["fallback"] = summary(masks(chosen, True))
     fallback = scores["fallback"]["DC"] > scores["tta" if tta else "plain"]["DC"]
-    steps, step_scores = choose_postprocessing(truths, masks(chosen, fallback))
-    model, config = load_checked(model_path)
+    chosen_masks = masks(chosen, fallback)
+    steps, step_scores = choose_postprocessing(truths, chosen_masks)
     config.inference.tta, config.inference.empty_fallback, config.inference.postprocess = tta, fallback, steps
     save_weights(out, model, config, half=half)
     # Per-image out-of-fold scores with every shipped choice applied: the paired data for comparing recipes.
-    shipped = [apply_postprocessing(m, steps) for m in masks(chosen, fallback)]
-    write_csv(oof_metrics_path(out), ({"id": key, **image_metrics(t, p)} for key, t, p in
-                                      zip(ids, truths, shipped, strict=True)), ["id", *METRIC_NAMES])
+    shipped = [{"id": key, **image_metrics(t, apply_postprocessing(m, steps))}
+               for key, t, m in zip(ids, truths, chosen_masks, strict=True)]
+    write_csv(oof_metrics_path(out), shipped, ["id", *METRIC_NAMES])
     report = {"model": str(model_path), "run": str(run_dir), "n_out_of_fold": len(truths),
               "out_of_fold_without_tta": scores["plain"], "out_of_fold_with_tta": scores["tta"], "tta": tta,
               "out_of_fold_with_empty_fallback": scores["fallback"], "empty_fallback": fallback,
               "empty_predictions": sum(not m.any() for m in masks(chosen, False)),
               "postprocessing_mean_dc": step_scores, "postprocess": steps, "half": half,
-              "out_of_fold_shipped": summary(shipped), "size_bytes": out.stat().st_size}
-    write_text(out.with_suffix(".json"), json.dumps(report, indent=1))
+              "out_of_fold_shipped": mean_metrics(shipped), "size_bytes": out.stat().st_size}
+    write_json(out.with_suffix(".json"), report)
     return report
