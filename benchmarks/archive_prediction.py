@@ -1,6 +1,6 @@
-"""End-to-end batch prediction on the CPU: one image after another (as ``skinnet predict`` ran before
-archive mode) against the pipelined engine (worker threads overlapping decoding and writing with the
-network), measured side by side in one run.
+"""End-to-end batch prediction: one image after another (as ``skinnet predict`` ran before archive mode)
+against the pipelined engine (worker threads overlapping decoding and writing with the network, and on a
+GPU batches of images in float16 autocast), measured side by side in one run.
 
 Each run is ``predict_files`` on a folder of 1024x768 JPEGs (the bundled ISIC samples resized up): decode,
 segment (resize, network, resize back, post-processing) and write each mask PNG, into a fresh folder.
@@ -9,6 +9,7 @@ them alike; the table gives the median of the repeats and the speed-up over the 
 same repeats. Model loading is not timed.
 
     python benchmarks/archive_prediction.py [--backend onnx] [--images 40] [--repeats 5] [--model M]
+    python benchmarks/archive_prediction.py --device cuda --backend torch --images 400 [--batch-size 32]
 """
 
 from __future__ import annotations
@@ -27,10 +28,18 @@ from skinnet.inference.model_spec import ModelSpec
 from skinnet.inference.predict import predict_files
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "skinnet" / "sample_data" / "images"
-# (name, worker threads, network threads); the first is the baseline.
-CONFIGS = [("sequential (1 image at a time, network on all cores)", 1, None),
-           ("pipelined, 2 workers, network 1 thread each", 2, 1),
-           ("pipelined, 2 workers, network on all cores each", 2, None)]
+# (name, worker threads, network threads, images per forward pass); the first is the baseline.
+Config = tuple[str, int, int | None, int]
+CPU_CONFIGS: list[Config] = [("sequential (1 image at a time, network on all cores)", 1, None, 1),
+                             ("pipelined, 2 workers, network 1 thread each", 2, 1, 1),
+                             ("pipelined, 2 workers, network on all cores each", 2, None, 1)]
+
+
+def gpu_configs(batch_size: int, cores: int) -> list[Config]:
+    """On a GPU the network is rarely the bottleneck: decoding and writing on the CPU cores are."""
+    return [("sequential (1 image at a time)", 1, None, 1)] + [
+        (f"pipelined, {workers} workers, batch {batch_size}", workers, None, batch_size)
+        for workers in sorted({max(2, cores // 2), max(2, cores)})]
 
 
 def make_images(folder: Path, count: int, size: tuple[int, int] = (1024, 768)) -> None:
@@ -48,33 +57,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model", help="model file (default: the shipped model)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (then the pipelined rows batch images)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass on a GPU")
     args = parser.parse_args(argv)
     cores = os.cpu_count() or 1
-    seconds: dict[str, list[float]] = {name: [] for name, _, _ in CONFIGS}
+    on_gpu = args.device.startswith("cuda")
+    configs = gpu_configs(args.batch_size, cores) if on_gpu else CPU_CONFIGS
+    seconds: dict[str, list[float]] = {name: [] for name, *_ in configs}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         make_images(folder, args.images)
-        segmenters = {name: ModelSpec(model=args.model, device="cpu", backend=args.backend,
-                                      threads=threads or cores).load() for name, _, threads in CONFIGS}
-        for repeat in range(args.repeats + 1):  # the first round warms up (ONNX export, caches)
-            for name, workers, threads in CONFIGS:
+        segmenters = {name: ModelSpec(model=args.model, device=args.device, backend=args.backend,
+                                      threads=threads or cores, batch_size=batch).load()
+                      for name, _, threads, batch in configs}
+        for repeat in range(args.repeats + 1):  # the first round warms up (ONNX export, caches, cuDNN)
+            for name, workers, threads, batch in configs:
                 torch.set_num_threads(threads or cores)  # for the torch backend; ONNX sessions have their own
-                out = Path(tmp) / f"out{repeat}-{workers}-{threads}"
+                out = Path(tmp) / f"out{repeat}-{workers}-{threads}-{batch}"
                 started = time.perf_counter()
-                report = predict_files(segmenters[name], [folder], out, workers=workers)
+                report = predict_files(segmenters[name], [folder], out, workers=workers, batch_size=batch)
                 elapsed = time.perf_counter() - started
                 assert len(report.written) == args.images and not report.failed, report.failed
                 if repeat:
                     seconds[name].append(elapsed)
-    base = statistics.median(seconds[CONFIGS[0][0]])
-    print(f"{cores} CPU cores; backend {args.backend}; {args.images} JPEGs of 1024x768; median of "
+    base = statistics.median(seconds[configs[0][0]])
+    where = torch.cuda.get_device_name(args.device) + ", float16 autocast" if on_gpu else "no GPU"
+    print(f"{cores} CPU cores; {where}; backend {args.backend}; {args.images} JPEGs of 1024x768; median of "
           f"{args.repeats} repeats, taken in turns\n")
     print(f"| {'engine':<56} | {'images/s':>8} | {'s / image':>9} | {'x sequential':>12} | "
           f"{'each repeat, x sequential':<28} |")
     print(f"|{'-' * 58}|{'-' * 9}:|{'-' * 10}:|{'-' * 13}:|{'-' * 30}|")
-    for name, _, _ in CONFIGS:
+    for name, *_ in configs:
         median = statistics.median(seconds[name])
-        each = " ".join(f"{b / s:.2f}" for s, b in zip(seconds[name], seconds[CONFIGS[0][0]], strict=True))
+        each = " ".join(f"{b / s:.2f}" for s, b in zip(seconds[name], seconds[configs[0][0]], strict=True))
         print(f"| {name:<56} | {args.images / median:8.2f} | {median / args.images:9.4f} | "
               f"{base / median:12.2f} | {each:<28} |")
     return 0
