@@ -4,6 +4,8 @@ out-of-fold results."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from scipy import ndimage
 
 from skinnet.inference.postprocess import (
     apply_postprocessing,
@@ -38,6 +40,18 @@ def test_fill_holes_fills_enclosed_background_only() -> None:
     filled = fill_holes(ring)
     assert filled[4, 4] and not filled[2, 4]
 
+
+
+@pytest.mark.parametrize("density", [0.3, 0.5, 0.6, 0.7, 0.9])
+def test_fill_holes_equals_scipys_binary_fill_holes(density: float) -> None:
+    """Oracle: scipy.ndimage.binary_fill_holes, on random masks (many holes, edges, odd shapes) and blobs."""
+    rng = np.random.default_rng(int(density * 100))
+    for shape in [(1, 1), (1, 7), (7, 1), (2, 2), (37, 53), (128, 96)]:
+        mask = rng.random(shape) < density
+        np.testing.assert_array_equal(fill_holes(mask), ndimage.binary_fill_holes(mask))
+    blobs = ndimage.gaussian_filter(rng.random((256, 192)), 4) > 0.5 - (0.5 - density) * 0.05
+    np.testing.assert_array_equal(fill_holes(blobs), ndimage.binary_fill_holes(blobs))
+    assert fill_holes(blobs).dtype == bool
 
 def test_choice_keeps_a_step_only_where_it_raises_mean_dice() -> None:
     truth = np.zeros((30, 30), bool)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Issue 14's GPU checks, one unattended job: float16 autocast and batches against float32 one image at a time
+# (tests/inference/test_gpu_batches.py), then end-to-end archive prediction on the GPU, sequential against
+# batched and pipelined (benchmarks/archive_prediction.py --device cuda).
+#
+#   scripts/gpu_archive_checks.sh
+#
+#   IMAGES=200      1024x768 JPEGs the benchmark predicts per run
+#   REPEATS=2       timed repeats (after one warm-up round)
+#   BATCH=32        images per forward pass in the pipelined rows
+#   OUT=DIR         also copy the logs there: gpu_tests.log, gpu_benchmark.md
+#   WHEELS=.whl     wheels to install first where packages are missing (e.g. albumentations)
+#   PYTHON=python3
+# Exits non-zero if the tests fail or the benchmark does not finish.
+set -uo pipefail
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then sed -n '2,14p' "$0"; exit 0; fi
+cd "$(dirname "$0")/.." || exit 2
+PYTHON=${PYTHON:-python3}
+WHEELS=${WHEELS:-.whl}
+if [ -d "$WHEELS" ]; then  # the device machine has torch but not every package skinnet needs
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$WHEELS"/*.whl || exit 2
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD NO_ALBUMENTATIONS_UPDATE=1 PYTHONUNBUFFERED=1
+logs=${OUT:-runs/gpu_archive_checks}
+mkdir -p "$logs"
+nvidia-smi -L 2>/dev/null | tee "$logs/gpu_tests.log"
+timeout 240 "$PYTHON" -m pytest -q -p no:cacheprovider tests/inference/test_gpu_batches.py 2>&1 | tee -a "$logs/gpu_tests.log"
+tests=${PIPESTATUS[0]}
+timeout 300 "$PYTHON" benchmarks/archive_prediction.py --device cuda --backend torch --images "${IMAGES:-200}" \
+  --repeats "${REPEATS:-2}" --batch-size "${BATCH:-32}" 2>&1 | tee "$logs/gpu_benchmark.md"
+bench=${PIPESTATUS[0]}
+echo "tests exit $tests, benchmark exit $bench"
+[ "$tests" -eq 0 ] && [ "$bench" -eq 0 ]
