@@ -32,31 +32,30 @@ from skinnet.evaluation.comparison import (
     count_parameters,
     machine_name,
     paired_wilcoxon,
-    share_split,
     training_seconds_per_image,
 )
 from skinnet.metrics import mean_metrics, sample_sd
-from skinnet.training.cv import fold_dir, prepare_run, read_metrics_csv, run_cv
-from skinnet.training.logs import read_log
+from skinnet.runs import fold_paths, read_log, read_metrics_csv, share_split
+from skinnet.training.cv import prepare_run, run_cv
 
 MODELS = {"skinnet": "SkinNet", "unet": "U-Net"}
 
 
 def seconds_per_epoch(run_dir: Path, folds: list[int]) -> float:
     """Median wall time of an epoch over the folds' logs (the median ignores the first epoch's warm-up)."""
-    seconds = [row["seconds"] for fold in folds for row in read_log(fold_dir(run_dir, fold) / "log.csv")]
+    seconds = [row["seconds"] for fold in folds for row in read_log(fold_paths(run_dir, fold).log)]
     return statistics.median(seconds) if seconds else math.nan
 
 
 def fold_means(run_dir: Path, folds: list[int]) -> list[dict[str, float]]:
     """Mean metrics of each fold's out-of-fold images."""
-    return [mean_metrics(read_metrics_csv(fold_dir(run_dir, fold) / "val_metrics.csv")) for fold in folds]
+    return [mean_metrics(read_metrics_csv(fold_paths(run_dir, fold).val_metrics)) for fold in folds]
 
 
 def per_image_dc(run_dir: Path, folds: list[int]) -> dict[str, float]:
     """Out-of-fold DC of each image of the folds, by ID."""
     return {str(row["id"]): row["DC"] for fold in folds
-            for row in read_metrics_csv(fold_dir(run_dir, fold) / "val_metrics.csv")}
+            for row in read_metrics_csv(fold_paths(run_dir, fold).val_metrics)}
 
 
 def compare(config_path: str | None, data: str, out: Path, folds: list[int] | None, overrides: list[str],

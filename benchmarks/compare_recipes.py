@@ -40,12 +40,11 @@ from skinnet.evaluation.comparison import (
     machine_name,
     onnx_seconds_per_image,
     paired_wilcoxon,
-    share_split,
     training_seconds_per_image,
 )
 from skinnet.metrics import mean_metrics, sample_sd
-from skinnet.training.cv import fold_dir, prepare_run, read_metrics_csv, run_cv
-from skinnet.training.logs import read_log
+from skinnet.runs import fold_paths, read_log, read_metrics_csv, share_split
+from skinnet.training.cv import prepare_run, run_cv
 
 
 @dataclass
@@ -62,14 +61,14 @@ class Recipe:
 def per_image(run_dir: Path, folds: list[int], metric: str) -> dict[str, float]:
     """Out-of-fold ``metric`` of each image of the folds, by ID."""
     return {str(row["id"]): row[metric] for fold in folds
-            for row in read_metrics_csv(fold_dir(run_dir, fold) / "val_metrics.csv")}
+            for row in read_metrics_csv(fold_paths(run_dir, fold).val_metrics)}
 
 
 def recipe_row(recipe: Recipe, folds: list[int], threads: int) -> dict[str, Any]:
     """The table's numbers for one trained recipe."""
     config = recipe.config()
-    scores = [mean_metrics(read_metrics_csv(fold_dir(recipe.run_dir, k) / "val_metrics.csv")) for k in folds]
-    logs = [read_log(fold_dir(recipe.run_dir, k) / "log.csv") for k in folds]
+    scores = [mean_metrics(read_metrics_csv(fold_paths(recipe.run_dir, k).val_metrics)) for k in folds]
+    logs = [read_log(fold_paths(recipe.run_dir, k).log) for k in folds]
     row: dict[str, Any] = {
         "run_dir": str(recipe.run_dir), "config": recipe.config_path, "overrides": recipe.overrides,
         "encoder": config.model.encoder, "width": config.model.width, "image_size": config.data.image_size,

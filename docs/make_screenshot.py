@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 from skinnet.app.background import serve_in_thread
-from skinnet.app.browser import chromium, upload
 from skinnet.app.server import create_app
 from skinnet.inference.segmenter import Segmenter
 
 DOCS = Path(__file__).resolve().parent
+HARNESS = DOCS.parent / "tests"  # browser_harness.py: the Selenium driver the browser test uses too
 # Held out from the demo's training fold, so the picture shows a prediction, not a memorised mask.
 WIDTH = 1200
 DEFAULT_IMAGE = DOCS.parent / "skinnet" / "sample_data" / "images" / "ISIC_0010607.jpg"
@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(DOCS / "web_app.png"), help="screenshot file")
     parser.add_argument("--pixel-spacing", default="0.08", help="mm per pixel typed into the page ('' for none)")
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(HARNESS))
+    from browser_harness import chromium, upload
+
     app = create_app(Segmenter.from_file(args.model, device="cpu"))
     with serve_in_thread(app) as url, chromium(width=WIDTH, height=800) as driver:
         driver.get(url + "/")

@@ -15,28 +15,27 @@ named as ``finalize`` and ``benchmarks/confidence_oof.py`` expect them), nothing
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 from skinnet.networks.files import load_model, save_weights
-from skinnet.training.cv import fold_dir, read_split
+from skinnet.runs import fold_paths, read_split, share_split
 
 
 def copy_last_epochs(run_dir: Path, out: Path) -> list[int]:
     """Write ``out``: the run's split and each fold's last epoch as its model; returns the folds copied."""
     split = read_split(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run_dir / "splits.json", out / "splits.json")
+    share_split(run_dir, out)
     copied = []
     for fold in range(len(split)):
-        last = fold_dir(run_dir, fold) / "last.pt"
+        last = fold_paths(run_dir, fold).last_checkpoint
         if not last.is_file():
             print(f"fold {fold}: no {last}; left out", file=sys.stderr)
             continue
         model, config = load_model(last)
-        fold_dir(out, fold).mkdir(exist_ok=True)
-        save_weights(fold_dir(out, fold) / "best.safetensors", model, config)
+        fold_paths(out, fold).folder.mkdir(exist_ok=True)
+        save_weights(fold_paths(out, fold).best_weights, model, config)
         copied.append(fold)
     return copied
 

@@ -40,10 +40,10 @@ from skinnet.config import Config, load_config
 from skinnet.data.io import write_json
 from skinnet.data.layout import find_pairs
 from skinnet.data.splits import load_folds
-from skinnet.evaluation.comparison import machine_name, share_split, time_training_steps
-from skinnet.inference.segmenter import resolve_device
-from skinnet.training.cv import SPLITS, RunError, fold_dir, prepare_run, read_split
-from skinnet.training.logs import read_log
+from skinnet.devices import resolve_device
+from skinnet.evaluation.comparison import machine_name, time_training_steps
+from skinnet.runs import RunError, fold_paths, read_log, read_split, share_split, splits_path
+from skinnet.training.cv import prepare_run
 from skinnet.training.trainer import predict_validation, prepare_fold
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,11 +129,11 @@ def prepare(config: Config, data: str, run: Path, names: list[str], split: str |
     """
     first = run / names[0]
     for name in names:
-        if (fold_dir(run / name, 0) / "log.csv").exists():
-            raise RunError(f"{fold_dir(run / name, 0)} already holds a run: choose another --run")
+        if fold_paths(run / name, 0).log.exists():
+            raise RunError(f"{fold_paths(run / name, 0).folder} already holds a run: choose another --run")
     if split:
         folds = load_folds(split, [pair.id for pair in find_pairs(data).pairs])
-        target = first / SPLITS
+        target = splits_path(first)
         if target.exists() and read_split(first) != folds:
             raise RunError(f"{target} is not the split of {split}: choose another --run")
         first.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def prepare(config: Config, data: str, run: Path, names: list[str], split: str |
 
 def start(name: str, overrides: list[str], data: str, run: Path) -> subprocess.Popen:
     """One training process (its own process group, so that a stop also ends its DataLoader workers)."""
-    folder = fold_dir(run / name, 0)
+    folder = fold_paths(run / name, 0).folder
     folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "skinnet", "train", "--config", str(CONFIG), "--data", data,
                "--out", str(run / name), "--fold", "0", *overrides]
@@ -158,7 +158,7 @@ def start(name: str, overrides: list[str], data: str, run: Path) -> subprocess.P
 
 
 def epochs_logged(run: Path, name: str) -> int:
-    return len(read_log(fold_dir(run / name, 0) / "log.csv"))
+    return len(read_log(fold_paths(run / name, 0).log))
 
 
 def train_all(overrides: dict[str, list[str]], data: str, run: Path, deadline: float,
@@ -204,11 +204,11 @@ def stop(process: subprocess.Popen) -> None:
 
 def predict_stopped(config: Config, data: str, run: Path, name: str) -> bool:
     """Predict the validation images of a stopped network with its best model so far; False if it has none."""
-    folder = fold_dir(run / name, 0)
-    if not (folder / "best.safetensors").exists() or not read_log(folder / "log.csv"):
+    paths = fold_paths(run / name, 0)
+    if not paths.best_weights.exists() or not read_log(paths.log):
         return False
-    _, _, records = prepare_fold(config, data, run / name, 0)
-    predict_validation(folder, records, resolve_device(config.train.device))
+    val_pairs = prepare_fold(config, data, run / name, 0).val_pairs
+    predict_validation(paths, val_pairs, resolve_device(config.train.device))
     return True
 
 
@@ -284,7 +284,7 @@ def run_job(args: argparse.Namespace) -> int:
         "safety": args.safety, "plan": asdict(plan), "nominal_epochs": first.train.epochs, "workers": workers,
         "overrides": overrides, "status": status, "wall_seconds": time.monotonic() - t0,
         "labels": {name: NETWORKS[name][0] for name in plan.networks}})
-    failed = [name for name in plan.networks if not (fold_dir(run / name, 0) / "val_metrics.csv").exists()]
+    failed = [name for name in plan.networks if not fold_paths(run / name, 0).val_metrics.exists()]
     if failed:
         print(f"no validation predictions for {', '.join(failed)}: see {run}/<network>/fold_0/train.log",
               file=sys.stderr)

@@ -25,13 +25,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from skinnet import runs
 from skinnet.config import config_from_dict, load_config
 from skinnet.data.io import write_csv, write_json, write_text
 from skinnet.evaluation.comparison import count_flops, count_parameters, paired_wilcoxon
 from skinnet.evaluation.report import average_curves, plot_curves
 from skinnet.metrics import METRIC_NAMES, mean_metrics, sample_sd
-from skinnet.training.cv import fold_dir, read_metrics_csv
-from skinnet.training.logs import read_log
+from skinnet.runs import fold_paths, read_log, read_metrics_csv
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "isic2017_paper.yaml"
 COPIED = ("log.csv", "val_metrics.csv", "val_summary.json", "train.log")
@@ -40,16 +40,16 @@ COMPARISONS = (("skinnet", "unet"), ("skinnet", "nodilation"))
 
 def per_image(run: Path, name: str) -> dict[str, dict[str, Any]]:
     """The fold-0 validation metrics of one network, by image ID (empty if it predicted none)."""
-    path = fold_dir(run / name, 0) / "val_metrics.csv"
+    path = fold_paths(run / name, 0).val_metrics
     return {str(row["id"]): row for row in read_metrics_csv(path)} if path.exists() else {}
 
 
 def network_row(run: Path, name: str, job: dict[str, Any]) -> dict[str, Any]:
     """Size, cost, speed, epochs, time and scores of one network."""
-    saved = run / name / "config.json"  # written when training starts; else rebuilt from the job's overrides
+    saved = run / name / runs.CONFIG  # written when training starts; else rebuilt from the job's overrides
     config = (config_from_dict(json.loads(saved.read_text())) if saved.exists()
               else load_config(CONFIG, job["overrides"][name]))
-    log = read_log(fold_dir(run / name, 0) / "log.csv")
+    log = read_log(fold_paths(run / name, 0).log)
     rows = list(per_image(run, name).values())
     scores = mean_metrics(rows)
     return {
@@ -135,14 +135,14 @@ def collect(run: Path, out: Path) -> dict[str, Any]:
                                                       for name in names for metric in ("DC", "JI")
                                                       if key in scores[name]}} for key in ids], ["id", *columns])
     for name in names:
-        log = read_log(fold_dir(run / name, 0) / "log.csv")
+        log = read_log(fold_paths(run / name, 0).log)
         if log:
             plot_curves(average_curves({0: log}), out / f"fig2_{name}", 1)
         (out / name).mkdir(parents=True, exist_ok=True)
-        shutil.copy2(run / name / "config.json", out / name / "config.json")
+        shutil.copy2(run / name / runs.CONFIG, out / name / runs.CONFIG)
         for file in COPIED:
-            if (fold_dir(run / name, 0) / file).exists():
-                shutil.copy2(fold_dir(run / name, 0) / file, out / name / file)
+            if (fold_paths(run / name, 0).folder / file).exists():
+                shutil.copy2(fold_paths(run / name, 0).folder / file, out / name / file)
     shutil.copy2(run / "job.json", out / "job.json")
     write_json(out / "results.json", result)
     write_text(out / "results.md", markdown(result))

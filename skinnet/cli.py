@@ -12,15 +12,19 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+from skinnet import runs
 from skinnet.config import Config, ConfigError, load_config
 from skinnet.data.io import InputError, json_safe
 from skinnet.data.layout import LayoutError
 from skinnet.data.splits import SplitError
+from skinnet.extras import MissingExtraError, require
+from skinnet.metrics import METRIC_NAMES
 from skinnet.networks.files import ModelFileError
-from skinnet.training.cv import RunError
-from skinnet.training.trainer import TrainingError
+from skinnet.runs import RunError
+from skinnet.training.epoch import TrainingError
 
-USER_ERRORS = (ConfigError, InputError, LayoutError, SplitError, ModelFileError, TrainingError, RunError)
+USER_ERRORS = (ConfigError, InputError, LayoutError, SplitError, ModelFileError, TrainingError, RunError,
+               MissingExtraError)
 
 
 def run_arguments(args: argparse.Namespace) -> tuple[Config, str, Path]:
@@ -44,18 +48,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     minutes = (time.perf_counter() - started) / 60
     if fold is None:
         print(f"trained on all pairs for {config.train.epochs} epochs in {minutes:.1f} min: "
-              f"{result.fold_dir / 'best.safetensors'}")
+              f"{result.paths.best_weights}")
         return 0
     print(f"fold {args.fold}: best epoch {result.best_epoch + 1}, validation DC {result.best_val_dc:.4f} "
           f"(at {config.data.image_size}px); {minutes:.1f} min")
-    print(f"validation predictions at full size: {result.fold_dir / 'val_predictions'}")
-    print("  ".join(f"{key} {result.val_summary[key]:.4f}" for key in ("AC", "DC", "JI", "SE", "SP", "TJI")))
+    print(f"validation predictions at full size: {result.paths.val_predictions}")
+    print("  ".join(f"{key} {result.val_summary[key]:.4f}" for key in METRIC_NAMES))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from skinnet.evaluation.evaluate import evaluate_folders
     from skinnet.evaluation.holdout import evaluate_holdout
+    from skinnet.scoring import evaluate_folders
 
     if args.test:
         if not args.run:
@@ -84,15 +88,16 @@ def cmd_cv(args: argparse.Namespace) -> int:
     config, data, out = run_arguments(args)
     if args.prepare:
         folds = prepare_run(config, data, out)
-        print(f"{out / 'splits.json'}: {len(folds)} folds; resize cache ready")
+        print(f"{runs.splits_path(out)}: {len(folds)} folds; resize cache ready")
         return 0
     result = run_cv(config, data, out, folds=args.folds, resume=args.resume, progress=print)
     print(format_summary(result.summary))
-    print(f"written: {out / 'cv_summary.json'}, {out / 'cv_metrics.csv'}")
+    print(f"written: {runs.cv_summary_path(out)}, {runs.cv_metrics_path(out)}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    require("matplotlib", "report", "plotting")  # before report.py's own import fails with a traceback
     from skinnet.evaluation.report import write_report
 
     report = write_report(args.run_dir, test_dir=args.test, out_dir=args.out, device=args.device)
@@ -143,10 +148,10 @@ def fold_list(text: str) -> list[int]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from skinnet.devices import resolve_device
     from skinnet.inference.findings import predict_outputs, write_measurements
     from skinnet.inference.model_spec import ModelSpec
     from skinnet.inference.predict import predict_files
-    from skinnet.inference.segmenter import resolve_device
     from skinnet.inference.shard import Shard
 
     if args.model and args.run:
@@ -232,6 +237,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    for module in ("fastapi", "uvicorn", "python_multipart"):  # all three, before the server is half built
+        require(module, "serve", "the web app")
     from skinnet.app.server import serve
 
     return serve(args.model, host=args.host, port=args.port, device=args.device, backend=args.backend,
@@ -356,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     finalize = sub.add_parser("finalize", help="choose TTA and post-processing on a run's out-of-fold "
                                               "predictions and write a shippable model")
     finalize.add_argument("--model", required=True, help="the model to ship (.safetensors or .pt)")
-    finalize.add_argument("--run", required=True, help="cross-validation run folder (splits.json, fold_K/)")
+    finalize.add_argument("--run", required=True, help="cross-validation run folder (skinnet cv's)")
     finalize.add_argument("--data", required=True, help="the data folder the run was trained on")
     finalize.add_argument("--out", required=True, help="output .safetensors (a .json report goes beside it)")
     finalize.add_argument("--float32", action="store_true", help="keep float32 weights (default float16)")

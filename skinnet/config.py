@@ -91,8 +91,14 @@ class TrainConfig:
     threads: int | None = None
 
 
-POSTPROCESS_STEPS = ("largest_component", "fill_holes")
+MODEL_NAMES = ("skinnet", "unet")  # skinnet.networks.build_model builds each
+POSTPROCESS_STEPS = ("largest_component", "fill_holes")  # skinnet.inference.postprocess implements each
 ENCODERS = ("none", "efficientnet_lite0")
+# What a pretrained encoder fixes: how often it halves the resolution, and the input normalisation (on the
+# 0-255 scale) its ImageNet weights were trained with: (x - 127) / 128. skinnet.networks reads them here.
+ENCODER_DEPTHS = {"efficientnet_lite0": 5}
+ENCODER_INPUT_MEANS = {"efficientnet_lite0": (127.0, 127.0, 127.0)}
+ENCODER_INPUT_STDS = {"efficientnet_lite0": (128.0, 128.0, 128.0)}
 ENCODER_WEIGHTS = ("imagenet", "random")
 COLOR_CONSTANCY = ("none", "shades_of_gray")
 LR_SCHEDULES = ("plateau", "step", "poly")
@@ -268,8 +274,6 @@ def _check_ranges(config: Config) -> None:
 
 def validate(config: Config) -> None:
     """Reject values that would fail later, deep inside training."""
-    from skinnet.networks import MODEL_NAMES
-
     _check_ranges(config)
     if config.model.name not in MODEL_NAMES:
         raise ConfigError(f"model.name={config.model.name!r}: known networks are {MODEL_NAMES}")
@@ -308,14 +312,13 @@ def _validate_encoder(config: Config) -> None:
         raise ConfigError(f"model.encoder_weights={model.encoder_weights!r}: choose one of {ENCODER_WEIGHTS}")
     if model.encoder == "none":
         return
-    from skinnet.networks.efficientnet_lite import INPUT_MEAN, INPUT_STD
-    from skinnet.networks.pretrained_skinnet import ENCODER_DEPTH
-
+    depth = ENCODER_DEPTHS[model.encoder]
+    mean, std = ENCODER_INPUT_MEANS[model.encoder], ENCODER_INPUT_STDS[model.encoder]
     if model.name != "skinnet":
         raise ConfigError(f"model.encoder={model.encoder} is a SkinNet option: set model.name=skinnet")
-    if model.depth != ENCODER_DEPTH or model.in_channels != 3:
-        raise ConfigError(f"model.encoder={model.encoder} halves the resolution {ENCODER_DEPTH} times and reads "
-                          f"RGB: set model.depth={ENCODER_DEPTH} and model.in_channels=3")
-    if list(config.data.mean) != list(INPUT_MEAN) or list(config.data.std) != list(INPUT_STD):
+    if model.depth != depth or model.in_channels != 3:
+        raise ConfigError(f"model.encoder={model.encoder} halves the resolution {depth} times and reads "
+                          f"RGB: set model.depth={depth} and model.in_channels=3")
+    if list(config.data.mean) != list(mean) or list(config.data.std) != list(std):
         raise ConfigError(f"model.encoder={model.encoder} expects the inputs its ImageNet weights were trained "
-                          f"on: set data.mean={list(INPUT_MEAN)} and data.std={list(INPUT_STD)}")
+                          f"on: set data.mean={list(mean)} and data.std={list(std)}")

@@ -13,10 +13,10 @@ from pathlib import Path
 from skinnet.config import Config, load_config
 from skinnet.data.io import read_image, read_mask, write_png
 from skinnet.data.layout import list_masks
-from skinnet.evaluation.evaluate import Evaluation, evaluate_folders
 from skinnet.inference.overlay import overlay
 from skinnet.inference.predict import predict_files
 from skinnet.inference.segmenter import Segmenter
+from skinnet.scoring import Evaluation, evaluate_folders
 from skinnet.training.trainer import train_fold
 from skinnet.weights import default_model_path
 
@@ -97,10 +97,10 @@ def train_demo(out_dir: Path, epochs: int | None = None) -> Evaluation:
     started = time.perf_counter()
     result = train_fold(config, SAMPLE_DATA, out_dir / "run", fold=0)
     minutes = (time.perf_counter() - started) / 60
-    pred_dir = result.fold_dir / "val_predictions"
+    pred_dir = result.paths.val_predictions
     evaluation = evaluate_folders(pred_dir, SAMPLE_DATA / "masks")
     write_overlays(pred_dir, SAMPLE_DATA, out_dir / "overlays")
     print(f"\nTrained in {minutes:.1f} min; best validation epoch {result.best_epoch + 1}.")
     print("\nHeld-out images (masks at the original 256x256):")
-    print_results(evaluation, pred_dir, out_dir / "overlays", result.fold_dir / "best.safetensors")
+    print_results(evaluation, pred_dir, out_dir / "overlays", result.paths.best_weights)
     return evaluation

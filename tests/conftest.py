@@ -46,7 +46,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = load_config(None, ["model.width=4", "data.image_size=64", "train.epochs=2", "train.lr=0.003",
                                 "model.dilations=[1,2,4]", f"data.cache_dir={run / 'cache'}"])
     result = train_fold(config, SAMPLE_DATA, run, fold=0)
-    return result.fold_dir / "best.safetensors"
+    return result.paths.folder / "best.safetensors"
 
 
 @pytest.fixture(scope="session")

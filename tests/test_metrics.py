@@ -12,8 +12,8 @@ from PIL import Image
 from scipy import ndimage
 
 from skinnet.data.io import read_mask
-from skinnet.evaluation.evaluate import evaluate_folders
 from skinnet.metrics import image_metrics, mean_metrics
+from skinnet.scoring import evaluate_folders
 
 isic = pytest.importorskip("isic_challenge_scoring", reason="the official scorer is a test dependency")
 from isic_challenge_scoring import metrics as official  # noqa: E402

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
@@ -48,12 +48,15 @@ from skinnet.app.schemas import (
     SegmentResult,
 )
 from skinnet.app.timeouts import BodyDeadline, BodyTimeout, HeaderDeadlineProtocol, timeout_response
-from skinnet.config import Config, ConfigError
+from skinnet.config import ConfigError
 from skinnet.data.dicom import read_source
 from skinnet.data.io import MAX_PIXELS, InputError, declared_size
+from skinnet.data.layout import mask_file_name
 from skinnet.inference.confidence import uncertainty_png
 from skinnet.inference.findings import Finding, ModelInfo, find
+from skinnet.inference.predictor import Predictor
 from skinnet.networks.files import ModelFileError
+from skinnet.version import __version__
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
@@ -70,18 +73,6 @@ INDEX_HTML = Path(__file__).parent / "static" / "index.html"
 PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
             "img-src 'self' blob: data:; connect-src 'self' blob:; base-uri 'none'; form-action 'none'; "
             "frame-ancestors 'none'")
-
-
-class MaskPredictor(Protocol):
-    """What the app needs of a model: :class:`skinnet.inference.Segmenter` is one (and an ``Ensemble``)."""
-
-    config: Config
-
-    def predict_proba(self, image: np.ndarray) -> np.ndarray: ...
-
-    def to_mask(self, probability: np.ndarray) -> np.ndarray: ...
-
-    def predict_views_batch(self, images: list[np.ndarray], max_side: int | None = None) -> list[np.ndarray]: ...
 
 
 class ApiError(Exception):
@@ -118,7 +109,7 @@ class ClientGone(Exception):
     """The client closed its connection: its image is not (or no further) computed."""
 
 
-def _segment(segmenter: MaskPredictor, data: bytes, name: str, model: ModelInfo,
+def _segment(segmenter: Predictor, data: bytes, name: str, model: ModelInfo,
              pixel_spacing: float | None = None, with_uncertainty: bool = False,
              gone: threading.Event | None = None) -> _Segmentation:
     """Decode, segment, measure, score and encode; runs in the worker threads.
@@ -168,13 +159,14 @@ def _megabytes(n: int) -> str:
     return f"{n / 1e6:g} MB"
 
 
-def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                workers: int = DEFAULT_WORKERS, queue_size: int = DEFAULT_QUEUE_SIZE,
                hosts: Iterable[str] | None = None, queue_pixels: int = DEFAULT_QUEUE_PIXELS) -> FastAPI:
     """The FastAPI app serving ``segmenter``.
 
     Args:
-        segmenter: the loaded model (shared by all requests; called from ``workers`` threads).
+        segmenter: the loaded model, a :class:`~skinnet.inference.predictor.Predictor` (shared by all
+            requests; called from ``workers`` threads).
         max_upload_bytes: largest accepted image file; larger uploads get 413 before the body is read
             past this limit (plus a small multipart allowance).
         workers: threads running inference side by side.
@@ -201,7 +193,7 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
         from fastapi_offline import FastAPIOffline as make_app
     except ImportError:
         make_app = FastAPI
-    app = make_app(title="SkinNet", version="0.1.0", lifespan=lifespan, redoc_url=None,
+    app = make_app(title="SkinNet", version=__version__, lifespan=lifespan, redoc_url=None,
                    description="Skin lesion segmentation: upload a dermoscopy image (JPEG, PNG, TIFF, or a "
                                "single-frame colour DICOM), get the lesion mask, its measurements (in mm where "
                                "the pixel spacing is known) and a confidence flag. Errors are JSON "
@@ -247,7 +239,7 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
     @app.get("/api/health", response_model=Health, summary="Is the server up, and with which model")
     async def health() -> Health:
         config = segmenter.config
-        return Health(status="ok", device=str(getattr(segmenter, "device", "unknown")), workers=workers,
+        return Health(status="ok", device=str(segmenter.device), workers=workers,
                       model={"name": config.model.name, "width": config.model.width,
                              "depth": config.model.depth, "image_size": config.data.image_size,
                              "file": Path(model.file.split(";")[0]).name if model.file else "",
@@ -334,16 +326,15 @@ def create_app(segmenter: MaskPredictor, max_upload_bytes: int = DEFAULT_MAX_UPL
         finding = result.finding
         if output == "png":
             return Response(result.png, media_type="image/png", headers={
-                "Content-Disposition": f'attachment; filename="{key}_segmentation.png"',
+                "Content-Disposition": f'attachment; filename="{mask_file_name(key)}"',
                 "X-Lesion-Area-Px": str(finding.measurements.area_px),
                 "X-Confidence": f"{finding.confidence.score:.4f}",
                 "X-Flagged": str(finding.confidence.flagged).lower(),
             })
-        return SegmentResult(id=key, mask_filename=f"{key}_segmentation.png",
+        return SegmentResult(id=key, mask_filename=mask_file_name(key),
                              image=ImageSize(width=finding.width, height=finding.height),
                              source_format=result.source_format, spacing_source=finding.spacing_source,
-                             threshold=getattr(segmenter, "threshold", segmenter.config.inference.threshold),
-                             postprocess=list(getattr(segmenter, "postprocess", [])),
+                             threshold=segmenter.threshold, postprocess=list(segmenter.postprocess),
                              measurements=LesionMeasurements(**finding.measurements.to_dict()),
                              confidence=ConfidenceResult(**finding.confidence.to_dict()),
                              model=ModelIdentity(file=Path(model.file.split(";")[0]).name if model.file else "",

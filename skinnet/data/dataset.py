@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import albumentations as A
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from skinnet.config import DataConfig
 from skinnet.data.cache import CachedPairs
-from skinnet.data.transforms import prepare_input
+from skinnet.data.normalize import prepare_input
+
+if TYPE_CHECKING:  # only for the annotation: the pipeline itself comes from skinnet.data.transforms
+    import albumentations as A
 
 
 class LesionDataset(Dataset):

@@ -28,6 +28,11 @@ class LayoutError(ValueError):
     """A data folder whose layout cannot be understood."""
 
 
+def mask_file_name(image_id: str) -> str:
+    """The ISIC name of an image's mask, ground truth or prediction: ``X`` → ``X_segmentation.png``."""
+    return f"{image_id}{MASK_SUFFIX}.png"
+
+
 @dataclass(frozen=True)
 class Pair:
     """One image and its ground-truth mask."""

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
-from skinnet.data.io import write_text
+from skinnet.data.io import write_json
 
 
 class SplitError(ValueError):
@@ -36,7 +37,7 @@ def load_or_create_folds(path: str | Path, ids: list[str], n_folds: int, seed: i
     path = Path(path)
     if not path.exists():
         folds = make_folds(ids, n_folds, seed)
-        write_text(path, json.dumps({"seed": seed, "n_folds": n_folds, "folds": folds}, indent=1))
+        write_json(path, {"seed": seed, "n_folds": n_folds, "folds": folds})
         return folds
     folds = load_folds(path, ids)
     if len(folds) != n_folds:
@@ -45,8 +46,9 @@ def load_or_create_folds(path: str | Path, ids: list[str], n_folds: int, seed: i
     return folds
 
 
-def load_folds(path: str | Path, ids: list[str]) -> list[list[str]]:
-    """Read an existing split file and check it against the data's ``ids``.
+def load_folds(path: str | Path, ids: Sequence[str] | None = None) -> list[list[str]]:
+    """Read an existing split file and check it: a list of folds of ID strings, no ID twice, and, given the
+    data's ``ids``, no ID missing from the data.
 
     Raises:
         SplitError: the file is missing or malformed, lists an ID twice, or names IDs missing from the data.
@@ -56,12 +58,15 @@ def load_folds(path: str | Path, ids: list[str]) -> list[list[str]]:
         raise SplitError(f"{path}: split file not found")
     try:
         folds = json.loads(path.read_text())["folds"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise SplitError(f"{path}: not a split file ({err})") from err
+    if not (isinstance(folds, list) and folds and all(isinstance(fold, list) for fold in folds)
+            and all(isinstance(key, str) for fold in folds for key in fold)):
+        raise SplitError(f"{path}: 'folds' must be a non-empty list of lists of image IDs")
     listed = [key for fold in folds for key in fold]
     if len(listed) != len(set(listed)):
         raise SplitError(f"{path}: an ID appears in more than one fold")
-    unknown = sorted(set(listed) - set(ids))
+    unknown = sorted(set(listed) - set(ids)) if ids is not None else []
     if unknown:
         raise SplitError(f"{path}: {len(unknown)} IDs are not in the data, e.g. {unknown[:3]}")
     return folds

@@ -1,5 +1,1 @@
-"""Evaluation: scoring folders of masks."""
-
-from skinnet.evaluation.evaluate import Evaluation, evaluate_folders
-
-__all__ = ["Evaluation", "evaluate_folders"]
+"""Evaluation of runs and models: held-out test sets, the Table I / Fig. 2 report, comparisons, confidence."""

@@ -7,9 +7,7 @@ configuration on one GPU, fold 0).
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import statistics
 import tempfile
 import time
@@ -22,11 +20,10 @@ from scipy import stats
 from torch.utils.flop_counter import FlopCounterMode
 
 from skinnet.config import Config
+from skinnet.devices import resolve_device
 from skinnet.inference.onnx import OnnxModel, export_onnx
-from skinnet.inference.segmenter import resolve_device
 from skinnet.losses import soft_dice_loss
 from skinnet.networks import build_model
-from skinnet.training.cv import RunError
 
 
 @dataclass
@@ -145,17 +142,3 @@ def paired_wilcoxon(first: dict[str, float], second: dict[str, float]) -> dict[s
         test = stats.wilcoxon(diff)
         result.update(statistic=float(test.statistic), p_value=float(test.pvalue))
     return result
-
-
-def share_split(first: Path, second: Path) -> None:
-    """Give run folder ``second`` the split of run folder ``first``; refuse if it already has another one.
-
-    Raises:
-        RunError: ``second`` holds a different split.
-    """
-    source, target = first / "splits.json", second / "splits.json"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-    elif json.loads(source.read_text())["folds"] != json.loads(target.read_text())["folds"]:
-        raise RunError(f"{target} differs from {source}: the models would not be compared on the same folds")

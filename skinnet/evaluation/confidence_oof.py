@@ -1,7 +1,7 @@
 """Which confidence score flags poor outlines, and at what threshold: out-of-fold evidence from a CV run.
 
 Every image of a cross-validation run's split is predicted by the fold model that did not train on it
-(``RUN/fold_K/best.safetensors`` for the IDs of fold ``K`` in ``RUN/splits.json``), with that model's own
+(fold ``K``'s kept model for the IDs of fold ``K`` in the run's split, :mod:`skinnet.runs`), with its own
 threshold, TTA and post-processing unless overridden. For each image: its Dice coefficient against the
 truth (official conventions, :func:`skinnet.metrics.image_metrics`, at the image's size) and both
 confidence scores of :mod:`skinnet.inference.confidence`.
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from skinnet import runs
 from skinnet.config import CONFIDENCE_METHODS, config_from_dict
 from skinnet.data.io import read_image, read_mask, write_bytes
 from skinnet.data.layout import find_pairs
@@ -33,7 +34,6 @@ from skinnet.inference.confidence import WORK_SIDE, margin_score, no_outline, tt
 from skinnet.inference.findings import model_threshold
 from skinnet.inference.manifest import file_sha256
 from skinnet.metrics import image_metrics
-from skinnet.training.cv import fold_dir, read_split
 
 DC_CUTOFF = 0.7
 MAX_FALSE_ALARM = 0.10
@@ -46,7 +46,7 @@ def score_run(run_dir: str | Path, data_root: str | Path, device: str = "auto", 
     """Predict every out-of-fold image of a run and score it.
 
     Args:
-        run_dir: the cross-validation run (``splits.json``, ``fold_K/best.safetensors``).
+        run_dir: the cross-validation run (its split and fold models, :mod:`skinnet.runs`).
         data_root: the data folder the run was trained on (any layout :func:`find_pairs` reads).
         device: torch device.
         tta: flip TTA for the masks; ``None`` takes each model's saved choice.
@@ -61,8 +61,8 @@ def score_run(run_dir: str | Path, data_root: str | Path, device: str = "auto", 
     pairs = {pair.id: pair for pair in find_pairs(data_root).pairs}
     rows: list[dict[str, Any]] = []
     models: list[Path] = []
-    for fold, ids in enumerate(read_split(run_dir)):
-        model = fold_dir(run_dir, fold) / "best.safetensors"
+    for fold, ids in enumerate(runs.read_split(run_dir)):
+        model = runs.fold_paths(run_dir, fold).best_weights
         if not model.is_file():
             if progress:
                 progress(f"fold {fold}: no {model.name}; its {len(ids)} images are left out")

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from skinnet.data.io import write_json
-from skinnet.data.layout import find_pairs
-from skinnet.evaluation.evaluate import Evaluation, evaluate_folders
-from skinnet.inference.ensemble import Ensemble, fold_models
+from skinnet.data.layout import Pair, find_pairs
+from skinnet.inference.ensemble import Ensemble
 from skinnet.inference.predict import predict_files
-from skinnet.training.cv import read_metrics_csv
+from skinnet.inference.predictor import Predictor
+from skinnet.runs import fold_models, read_metrics_csv, relative_to_run
+from skinnet.scoring import Evaluation, evaluate_folders
 
 # The official layout's test subset; other layouts (images/ + masks/, flat) are read as they are.
 TEST_SUBSET = "Test_v2"
@@ -44,10 +46,11 @@ class HoldoutResult:
         return self.out_dir / "predictions"
 
 
-def _source(test_dir: Path, models: list[Path], n_images: int) -> dict[str, Any]:
-    """What a result was computed from: reuse it only while all of this is unchanged."""
-    return {"test_dir": str(test_dir.resolve()), "n_images": n_images,
-            "models": [[str(path.resolve()), path.stat().st_mtime_ns] for path in models]}
+def _source(run_dir: Path, test_dir: Path, models: list[Path], n_images: int) -> dict[str, Any]:
+    """What a result was computed from: reuse it only while all of this is unchanged (paths relative to the
+    run folder, like every summary in it)."""
+    return {"test_dir": relative_to_run(test_dir, run_dir), "n_images": n_images,
+            "models": [[relative_to_run(path, run_dir), path.stat().st_mtime_ns] for path in models]}
 
 
 def evaluate_holdout(run_dir: str | Path, test_dir: str | Path, out_dir: str | Path | None = None,
@@ -55,7 +58,7 @@ def evaluate_holdout(run_dir: str | Path, test_dir: str | Path, out_dir: str | P
     """Predict ``test_dir`` with the ensemble of ``run_dir``'s fold models and score it.
 
     Args:
-        run_dir: a cross-validation run folder (``fold_K/best.safetensors``).
+        run_dir: a cross-validation run folder (its fold models, see :mod:`skinnet.runs`).
         test_dir: the test data in any layout :func:`skinnet.data.layout.find_pairs` reads; the official
             ISIC 2017 layout is read from its ``ISIC-2017_Test_v2_*`` folders.
         out_dir: where predictions and scores go (default ``run_dir/test``).
@@ -65,26 +68,42 @@ def evaluate_holdout(run_dir: str | Path, test_dir: str | Path, out_dir: str | P
 
     Raises:
         LayoutError: ``test_dir`` holds no pairs.
-        ModelFileError: ``run_dir`` has no fold model.
+        RunError: ``run_dir`` has no fold model.
     """
     run_dir, test_dir = Path(run_dir), Path(test_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "test"
     pairs = find_pairs(test_dir, subset=TEST_SUBSET).pairs
     models = fold_models(run_dir)
-    source = _source(test_dir, models, len(pairs))
+    source = _source(run_dir, test_dir, models, len(pairs))
     summary_file, metrics_file = out_dir / "summary.json", out_dir / "metrics.csv"
     if reuse and summary_file.is_file() and metrics_file.is_file():
         saved = json.loads(summary_file.read_text())
         if saved.get("source") == source:
             evaluation = Evaluation(rows=read_metrics_csv(metrics_file), problems=saved.get("problems", []))
             return HoldoutResult(evaluation, out_dir, test_dir, len(models))
-    pred_dir = out_dir / "predictions"
-    if pred_dir.is_dir():  # masks of an earlier test folder would be scored against this one's truths
-        shutil.rmtree(pred_dir)
-    ensemble = Ensemble.from_files(models, device=device)
-    prediction = predict_files(ensemble, [pair.image for pair in pairs], pred_dir, strict=strict)
-    evaluation = evaluate_folders(pred_dir, pairs[0].mask.parent, strict=strict)
-    evaluation.problems = prediction.failed + evaluation.problems
+    evaluation = predict_and_score(Ensemble.from_files(models, device=device), pairs, out_dir, strict)
     evaluation.write_csv(metrics_file)
     write_json(summary_file, {"source": source, "summary": evaluation.summary, "problems": evaluation.problems})
     return HoldoutResult(evaluation, out_dir, test_dir, len(models))
+
+
+def predict_and_score(predictor: Predictor, pairs: Sequence[Pair], out_dir: Path,
+                      strict: bool = False) -> Evaluation:
+    """Predict the images of ``pairs`` into ``out_dir/predictions`` and score the masks against theirs.
+
+    Args:
+        predictor: the model (e.g. the folds' :class:`~skinnet.inference.ensemble.Ensemble`).
+        pairs: image and mask pairs, their masks in one folder.
+        out_dir: the folder whose ``predictions/`` is replaced.
+        strict: stop at the first image that cannot be read or scored.
+
+    Returns:
+        The scores; its problems list the images that could not be predicted, then those not scored.
+    """
+    pred_dir = out_dir / "predictions"
+    if pred_dir.is_dir():  # masks of an earlier test folder would be scored against this one's truths
+        shutil.rmtree(pred_dir)
+    prediction = predict_files(predictor, [pair.image for pair in pairs], pred_dir, strict=strict)
+    evaluation = evaluate_folders(pred_dir, pairs[0].mask.parent, strict=strict)
+    evaluation.problems = prediction.failed + evaluation.problems
+    return evaluation

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TABLE_METRICS = ("AC", "DC", "JI", "SE", "SP")
+from skinnet.metrics import METRIC_NAMES
+
+TABLE_METRICS = METRIC_NAMES[:5]  # Table I has no thresholded Jaccard
 PUBLISHED_DATA = "ISIC 2017 test set (600 images)"
 PUBLISHED_SOURCE = "Vesal et al. 2018, Table I (arXiv:1806.09522)"
 

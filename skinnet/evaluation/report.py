@@ -1,7 +1,7 @@
 """The paper's figure and table for a cross-validation run: Fig. 2 curves, Table I, a best/worst gallery.
 
-``write_report(RUN_DIR)`` reads what ``skinnet cv`` wrote (``fold_K/log.csv``, ``cv_summary.json``,
-``cv_metrics.csv``, the out-of-fold masks) and writes under ``RUN_DIR/report/``:
+``write_report(RUN_DIR)`` reads what ``skinnet cv`` wrote (each fold's log, the pooled out-of-fold scores
+and masks; the layout is :mod:`skinnet.runs`) and writes under ``RUN_DIR/report/``:
 
 - ``fig2_curves.png`` / ``.svg``: training and validation loss, DC and JI per epoch, the mean over the
   finished folds with a ± sd band (like Fig. 2 of the paper);
@@ -16,7 +16,6 @@ Figures are drawn with matplotlib's object-oriented API on the Agg canvas, so no
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +26,13 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from skinnet import runs
 from skinnet.data.io import read_image, read_mask, write_text
-from skinnet.data.layout import LayoutError, find_pairs, isic_folders
+from skinnet.data.layout import LayoutError, find_pairs, isic_folders, mask_file_name
 from skinnet.evaluation.holdout import TEST_SUBSET, HoldoutResult, evaluate_holdout
 from skinnet.evaluation.published import PUBLISHED_DATA, PUBLISHED_ROWS, PUBLISHED_SOURCE, TABLE_METRICS
 from skinnet.inference.overlay import overlay
-from skinnet.training.cv import CV_METRICS, CV_SUMMARY, RunError, fold_dir, read_metrics_csv
-from skinnet.training.logs import read_log
+from skinnet.runs import RunError, read_log, read_metrics_csv
 
 PANELS = (("loss", "Loss (eq. 1)"), ("dc", "Dice coefficient (DC)"), ("ji", "Jaccard index (JI)"))
 MODEL_LABELS = {"skinnet": "SkinNet", "unet": "U-Net"}
@@ -70,8 +69,8 @@ class TableRow:
 
 
 def fold_logs(run_dir: str | Path, folds: Sequence[int]) -> dict[int, list[dict[str, float]]]:
-    """The ``log.csv`` rows of each fold that has any."""
-    logs = {fold: read_log(fold_dir(run_dir, fold) / "log.csv") for fold in folds}
+    """The training-log rows of each fold that has any."""
+    logs = {fold: read_log(runs.fold_paths(run_dir, fold).log) for fold in folds}
     return {fold: rows for fold, rows in logs.items() if rows}
 
 
@@ -126,7 +125,7 @@ def plot_curves(curves: Mapping[str, Curve], out_base: Path, n_folds: int) -> li
 
 
 def _model_label(run_dir: Path) -> str:
-    config = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+    config = runs.read_config(run_dir) or {}
     name = config.get("model", {}).get("name", "skinnet")
     size = config.get("data", {}).get("image_size")
     return f"{MODEL_LABELS.get(name, name)} (this run{f', {size} px' if size else ''})"
@@ -241,10 +240,10 @@ def draw_gallery(rows: Sequence[Mapping[str, Any]], files: Mapping[str, tuple[Pa
 
 def _oof_files(run_dir: Path, summary: dict[str, Any], rows: Sequence[Mapping[str, Any]]) -> dict[
         str, tuple[Path, Path, Path]]:
-    pairs = {pair.id: pair for pair in find_pairs(summary["data"]).pairs}
+    pairs = {pair.id: pair for pair in find_pairs(runs.resolve_from_run(summary["data"], run_dir)).pairs}
     files = {}
     for row in rows:
-        pred = fold_dir(run_dir, int(row["fold"])) / "val_predictions" / f"{row['id']}_segmentation.png"
+        pred = runs.fold_paths(run_dir, int(row["fold"])).val_predictions / mask_file_name(row["id"])
         if row["id"] in pairs and pred.is_file():
             files[row["id"]] = (pairs[row["id"]].image, pairs[row["id"]].mask, pred)
     return files
@@ -266,10 +265,7 @@ def write_report(run_dir: str | Path, test_dir: str | Path | None = None, out_di
     """
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "report"
-    if not (run_dir / CV_SUMMARY).is_file():
-        raise RunError(f"{run_dir / CV_SUMMARY} not found: run `skinnet cv --out {run_dir} ...` first (finished "
-                       "folds are skipped, so it only pools them)")
-    summary = json.loads((run_dir / CV_SUMMARY).read_text())
+    summary = runs.read_cv_summary(run_dir)
     if not summary["folds_done"]:
         raise RunError(f"{run_dir}: no finished fold to report on")
     report = Report()
@@ -283,7 +279,7 @@ def write_report(run_dir: str | Path, test_dir: str | Path | None = None, out_di
         write_text(out_dir / name, text)
         report.files.append(out_dir / name)
 
-    oof_rows = read_metrics_csv(run_dir / CV_METRICS)
+    oof_rows = read_metrics_csv(runs.cv_metrics_path(run_dir))
     try:
         files = _oof_files(run_dir, summary, oof_rows) if summary.get("data") else {}
     except LayoutError as err:  # the training data moved since the run: the table and curves still stand
@@ -295,8 +291,8 @@ def write_report(run_dir: str | Path, test_dir: str | Path | None = None, out_di
         report.notes.append("out-of-fold gallery skipped: the summary names no readable training data")
     if holdout is not None and holdout.evaluation.rows:
         truths = {pair.id: pair for pair in find_pairs(holdout.test_dir, subset=TEST_SUBSET).pairs}
-        test_files = {key: (pair.image, pair.mask, holdout.pred_dir / f"{key}_segmentation.png")
-                      for key, pair in truths.items() if (holdout.pred_dir / f"{key}_segmentation.png").is_file()}
+        test_files = {key: (pair.image, pair.mask, holdout.pred_dir / mask_file_name(key))
+                      for key, pair in truths.items() if (holdout.pred_dir / mask_file_name(key)).is_file()}
         report.files.append(draw_gallery(holdout.evaluation.rows, test_files, out_dir / "gallery_test.png",
                                          f"Test folder {holdout.test_dir.name}, {holdout.n_models}-fold ensemble: "
                                          "best and worst by DC", gallery_size))

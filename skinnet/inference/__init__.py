@@ -1,5 +1,6 @@
-"""Inference: the Segmenter and what it draws."""
+"""Inference: predictors (a model file, or a run's fold ensemble) and what they write."""
 
-from skinnet.inference.segmenter import Segmenter, resolve_device
+from skinnet.inference.predictor import Predictor
+from skinnet.inference.segmenter import Segmenter
 
-__all__ = ["Segmenter", "resolve_device"]
+__all__ = ["Predictor", "Segmenter"]

@@ -17,8 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from skinnet.config import ConfigError
 from skinnet.data.io import InputError
+from skinnet.extras import require
 from skinnet.inference.model_spec import ModelSpec
 from skinnet.inference.pipeline import Outcome, Reader, run_local
 from skinnet.inference.store import OutputStore, WorkItem
@@ -29,13 +29,12 @@ _LOAD_LOCK = threading.Lock()
 
 
 def import_distributed() -> Any:
-    """The ``distributed`` module, or a clear error saying how to install it."""
-    try:
-        import distributed
-    except ImportError as err:
-        raise ConfigError("running on a Dask cluster needs Dask distributed: pip install 'skinnet[cluster]' "
-                          "(or pip install dask distributed)") from err
-    return distributed
+    """The ``distributed`` module.
+
+    Raises:
+        MissingExtraError: it is not installed; the message names ``pip install 'skinnet[cluster]'``.
+    """
+    return require("distributed", "cluster", "running on a Dask cluster")
 
 
 def _worker_segmenter(spec: ModelSpec) -> Any:

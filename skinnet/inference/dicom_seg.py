@@ -26,6 +26,7 @@ import numpy as np
 
 from skinnet.data.io import atomic_path
 from skinnet.inference.outputs import ImageResult, OutputWriter
+from skinnet.version import __version__
 
 SERIES_NUMBER = 9901  # where viewers list it: after the acquisitions, in a series of its own
 SERIES_DESCRIPTION = "SkinNet lesion segmentation"
@@ -55,7 +56,6 @@ def build_dicom_seg(source: Any, mask: np.ndarray, model_name: str, model_versio
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
-    from skinnet import __version__
 
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != (int(source.Rows), int(source.Columns)):

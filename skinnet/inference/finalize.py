@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from skinnet import runs
 from skinnet.data.io import read_image, read_mask, write_csv, write_json
 from skinnet.data.layout import find_pairs
-from skinnet.data.splits import fold_ids, load_folds
+from skinnet.data.splits import fold_ids
 from skinnet.inference.model_guard import load_checked
 from skinnet.inference.postprocess import apply_postprocessing, choose_postprocessing, threshold_mask
 from skinnet.inference.segmenter import Segmenter
@@ -29,10 +30,10 @@ def out_of_fold_probabilities(run_dir: Path, data_root: str | Path, tta: bool) -
         list[str], list[np.ndarray], list[np.ndarray]]:
     """(image IDs, truths, lesion probabilities) of every finished fold's validation images, at full size."""
     pairs = {pair.id: pair for pair in find_pairs(data_root).pairs}
-    folds = load_folds(run_dir / "splits.json", sorted(pairs))
+    folds = runs.read_split(run_dir, sorted(pairs))
     ids, truths, probs = [], [], []
     for fold in range(len(folds)):
-        weights = run_dir / f"fold_{fold}" / "best.safetensors"
+        weights = runs.fold_paths(run_dir, fold).best_weights
         if not weights.exists():
             continue
         segmenter = Segmenter.from_file(weights, tta=tta, postprocess=[])
@@ -42,7 +43,7 @@ def out_of_fold_probabilities(run_dir: Path, data_root: str | Path, tta: bool) -
             truths.append(read_mask(pairs[key].mask))
             probs.append(segmenter.predict_proba(read_image(pairs[key].image)))
     if not truths:
-        raise FileNotFoundError(f"{run_dir}: no fold_*/best.safetensors to take out-of-fold predictions from")
+        raise FileNotFoundError(f"{run_dir}: no fold has a kept model to take out-of-fold predictions from")
     return ids, truths, probs
 
 
@@ -58,7 +59,7 @@ def finalize_model(model_path: str | Path, run_dir: str | Path, data_root: str |
 
     Args:
         model_path: the model to ship (e.g. trained on all data with the folds' recipe).
-        run_dir: a cross-validation run folder (``splits.json``, ``fold_K/best.safetensors``).
+        run_dir: a cross-validation run folder (its split and fold models, :mod:`skinnet.runs`).
         data_root: the data the run was trained on.
         out: the shippable ``.safetensors`` file; a ``.json`` report is written beside it.
         half: store the weights as float16.

@@ -2,7 +2,7 @@
 
 ``skinnet predict --measurements results.csv`` writes one row per image (columns :data:`TABLE_FIELDS`)
 through :class:`FindingsWriter`, and the JSON API returns the same fields (:func:`find`). Lengths are in
-pixels and, where the pixel spacing is known, in millimetres (see :mod:`skinnet.evaluation.measurements`);
+pixels and, where the pixel spacing is known, in millimetres (see :mod:`skinnet.inference.measurements`);
 the column names carry the units.
 """
 
@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from skinnet.data.io import write_csv, write_png
-from skinnet.evaluation.measurements import Measurements, PixelSpacing, measure, spacing_pair
 from skinnet.inference.confidence import WORK_SIDE, Confidence, assess, uncertainty_map, uncertainty_png
 from skinnet.inference.manifest import file_sha256
+from skinnet.inference.measurements import Measurements, PixelSpacing, measure, spacing_pair
 from skinnet.inference.outputs import ImageResult, OutputWriter
+from skinnet.inference.predictor import Predictor
 
 # Where a pixel spacing came from when the user gave it (the file's own spacing wins where it has one).
 USER_SPACING = "user"
@@ -44,9 +45,9 @@ class ModelInfo:
         return cls(";".join(str(path) for path in paths), ";".join(file_sha256(path) for path in paths))
 
     @classmethod
-    def of(cls, segmenter: Any) -> ModelInfo:
+    def of(cls, segmenter: Predictor) -> ModelInfo:
         """The model files a segmenter or an ensemble was loaded from (empty for a model held in memory)."""
-        return cls.from_files(getattr(segmenter, "model_files", []))
+        return cls.from_files(segmenter.model_files)
 
     @property
     def version(self) -> str:
@@ -78,12 +79,12 @@ class Finding:
                 "model_sha256": self.model.sha256}
 
 
-def model_threshold(segmenter: Any) -> float:
+def model_threshold(segmenter: Predictor) -> float:
     """The probability above which a pixel is lesion, for a segmenter or an ensemble."""
-    return float(getattr(segmenter, "threshold", segmenter.config.inference.threshold))
+    return float(segmenter.threshold)
 
 
-def find(segmenter: Any, image: np.ndarray, probability: np.ndarray, mask: np.ndarray, model: ModelInfo,
+def find(segmenter: Predictor, image: np.ndarray, probability: np.ndarray, mask: np.ndarray, model: ModelInfo,
          source: Any = None, pixel_spacing: PixelSpacing | None = None,
          with_uncertainty: bool = False) -> tuple[Finding, np.ndarray | None]:
     """Measure and score one prediction.
@@ -133,7 +134,7 @@ class FindingsWriter(OutputWriter):
             receive this writer without the segmenter and load the model from the spec.
     """
 
-    def __init__(self, segmenter: Any, pixel_spacing: PixelSpacing | None = None, uncertainty: bool = False,
+    def __init__(self, segmenter: Predictor, pixel_spacing: PixelSpacing | None = None, uncertainty: bool = False,
                  spec: Any = None) -> None:
         self.segmenter = segmenter
         # Absolute, as the cluster engine sends it: a worker then finds the model it loaded for the run.
@@ -149,7 +150,7 @@ class FindingsWriter(OutputWriter):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "segmenter": None, "_maps": {}}
 
-    def _segmenter(self) -> Any:
+    def _segmenter(self) -> Predictor:
         if self.segmenter is None:  # on a cluster worker: the model the worker loaded for this run
             from skinnet.inference.dask_engine import _worker_segmenter
 
@@ -189,7 +190,7 @@ def write_measurements(table: str | Path, out: str | Path) -> int:
     return len(out_rows)
 
 
-def predict_outputs(segmenter: Any, with_overlay: bool = False, with_probability: bool = False,
+def predict_outputs(segmenter: Predictor, with_overlay: bool = False, with_probability: bool = False,
                     measurements: bool = False, uncertainty: bool = False, dicom_seg: bool = False,
                     pixel_spacing: PixelSpacing | None = None,
                     spec: Any = None) -> tuple[list[OutputWriter] | None, Any]:

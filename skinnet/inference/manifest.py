@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from skinnet.data.io import write_json
+from skinnet.version import __version__
 
 MANIFEST = "manifest.json"
 
@@ -65,6 +66,4 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
 
 def write_manifest(out_dir: Path, identity: dict[str, Any] | None, key: str | None) -> None:
     """Record which model and options made the folder's outputs (atomically)."""
-    from skinnet import __version__
-
     write_json(out_dir / MANIFEST, {"key": key, "skinnet": __version__, **(identity or {})})

@@ -8,14 +8,17 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 
 from skinnet.config import Config, config_from_dict
 from skinnet.data.io import atomic_path
+from skinnet.extras import require
 from skinnet.networks.files import ModelFileError
+
+# Optional (the 'onnx' extra): without them, importing this module says in one line how to install them.
+onnx = require("onnx", "onnx", "ONNX support")
+ort = require("onnxruntime", "onnx", "ONNX support")
 
 OPSET = 17
 

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from skinnet.data.io import write_mask, write_png
+from skinnet.data.layout import mask_file_name
 from skinnet.inference.overlay import overlay
 
 
 def mask_name(image: Path) -> str:
     """ISIC naming: ``X.jpg`` → ``X_segmentation.png``."""
-    return f"{image.stem}_segmentation.png"
+    return mask_file_name(image.stem)
 
 
 @dataclass
@@ -96,7 +97,7 @@ class MaskWriter(OutputWriter):
     """``<id>_segmentation.png``: the 0/255 mask at the input's size (ISIC naming)."""
 
     def files(self, image_id: str) -> list[str]:
-        return [f"{image_id}_segmentation.png"]
+        return [mask_file_name(image_id)]
 
     def fields(self, result: ImageResult) -> dict[str, Any]:
         return {"mask": self.files(result.id)[0]}

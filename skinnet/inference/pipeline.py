@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from skinnet.data.io import InputError, read_image
 from skinnet.inference.outputs import ImageResult
+from skinnet.inference.predictor import Predictor
 from skinnet.inference.store import OutputStore, WorkItem
 
 PADDING = np.zeros((16, 16, 3), np.uint8)
@@ -37,12 +38,12 @@ class Outcome:
 Reader = Callable[[Path], Any]
 
 
-def predict_batch(segmenter: Any, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
+def predict_batch(segmenter: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
                   strict: bool = False, reader: Reader = read_image) -> list[Outcome]:
     """Read, segment and commit one batch; a file that cannot be read is an outcome, not an exception.
 
     Args:
-        segmenter: a :class:`~skinnet.inference.segmenter.Segmenter` or an ensemble.
+        segmenter: the model (a :class:`~skinnet.inference.predictor.Predictor`: a segmenter, an ensemble).
         items: at most ``batch_size`` images.
         store: where the outputs go.
         batch_size: images per forward pass (a short batch is padded).
@@ -75,13 +76,13 @@ def predict_batch(segmenter: Any, items: Sequence[WorkItem], store: OutputStore,
     return outcomes
 
 
-def run_local(segmenter: Any, items: Sequence[WorkItem], store: OutputStore, batch_size: int = 1,
+def run_local(segmenter: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int = 1,
               workers: int = 1, strict: bool = False, reader: Reader = read_image,
               on_done: Callable[[list[Outcome]], None] | None = None) -> list[Outcome]:
     """Predict ``items`` in this process: one batch after another, or ``workers`` threads at a time.
 
     Args:
-        segmenter: a :class:`~skinnet.inference.segmenter.Segmenter` or an ensemble.
+        segmenter: the model (a :class:`~skinnet.inference.predictor.Predictor`: a segmenter, an ensemble).
         items: the images to predict (see :meth:`OutputStore.plan`).
         store: where the outputs go.
         batch_size: images per forward pass.

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from skinnet.config import POSTPROCESS_STEPS
 from skinnet.metrics import image_metrics
 
 
@@ -57,10 +58,9 @@ def threshold_mask(probability: np.ndarray, threshold: float, empty_fallback: bo
     return mask
 
 
+# The config names the steps (POSTPROCESS_STEPS, which it validates); each is the function of that name here.
 STEPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "largest_component": largest_component,
-    "fill_holes": fill_holes,
-}
+    name: {step.__name__: step for step in (largest_component, fill_holes)}[name] for name in POSTPROCESS_STEPS}
 
 
 def apply_postprocessing(mask: np.ndarray, steps: Sequence[str]) -> np.ndarray:

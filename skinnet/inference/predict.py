@@ -17,6 +17,7 @@ from skinnet.data.layout import find_images
 from skinnet.inference.manifest import run_identity
 from skinnet.inference.outputs import OutputWriter, mask_name, standard_writers
 from skinnet.inference.pipeline import ProgressBar, Reader, run_local
+from skinnet.inference.predictor import Predictor
 from skinnet.inference.shard import Shard, shard_table
 from skinnet.inference.store import OutputStore
 
@@ -54,7 +55,7 @@ def unique_images(paths: Iterable[Path]) -> tuple[list[tuple[str, Path]], list[t
     return list(seen.items()), problems
 
 
-def predict_files(segmenter: Any, inputs: Iterable[str | Path], out_dir: str | Path,
+def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: str | Path,
                   with_overlay: bool = False, with_probability: bool = False, strict: bool = False, *,
                   writers: Sequence[OutputWriter] | None = None, resume: bool = False, shard: Shard | None = None,
                   batch_size: int = 1, workers: int = 1, engine: Any = None, reader: Reader = read_image,
@@ -66,7 +67,8 @@ def predict_files(segmenter: Any, inputs: Iterable[str | Path], out_dir: str | P
     (``.skinnet/``) and ``predictions.csv`` (one row per image: ID, input, status, reason, output files).
 
     Args:
-        segmenter: the model to run (a :class:`~skinnet.inference.segmenter.Segmenter` or an ensemble).
+        segmenter: the model to run (a :class:`~skinnet.inference.segmenter.Segmenter`, an ensemble, any
+            :class:`~skinnet.inference.predictor.Predictor`).
         inputs: image files and folders of images.
         out_dir: where masks (and overlays ``<id>_overlay.png``) go.
         with_overlay: also write the image with the lesion outlined.

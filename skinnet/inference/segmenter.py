@@ -11,11 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from skinnet.config import Config, ConfigError
+from skinnet.config import Config
 from skinnet.data.cache import default_cache_dir, resize_image
-from skinnet.data.transforms import prepare_input
+from skinnet.data.normalize import prepare_input
+from skinnet.devices import resolve_device
 from skinnet.inference.model_guard import load_checked
-from skinnet.inference.postprocess import STEPS, apply_postprocessing, threshold_mask
+from skinnet.inference.predictor import Predictor, view_size
 from skinnet.networks.files import ModelFileError
 from skinnet.weights import default_model_path
 
@@ -24,27 +25,6 @@ Engine = Callable[[np.ndarray], np.ndarray]
 BACKENDS = ("torch", "onnx")
 # Flip test-time augmentation: the image, flipped left-right, up-down, and both (axes of an (N, C, H, W) batch).
 FLIPS = [(), (-1,), (-2,), (-2, -1)]
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when available, else CPU; any other value is passed to ``torch.device``.
-
-    Raises:
-        ConfigError: ``name`` is not a device, or names a CUDA device that this machine or torch build lacks.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device {name!r} is not a device name (auto, cpu, cuda, cuda:1, ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        build = "" if torch.version.cuda else ", a build without CUDA"
-        raise ConfigError(f"device {name!r}: no CUDA GPU is usable here (torch {torch.__version__}{build}); "
-                          "use cpu, or install a CUDA build of torch (README, 'GPU users')")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
 
 
 class TorchEngine:
@@ -76,8 +56,11 @@ def onnx_path_for(weights: Path) -> Path:
     return default_cache_dir() / "onnx" / f"{weights.stem}-{digest}.onnx"
 
 
-class Segmenter:
+class Segmenter(Predictor):
     """Resize to the network's input size, normalise, run the network, resize the probability back, threshold.
+
+    The probabilities and their flip views are computed here; thresholding, post-processing and the
+    one-image methods are :class:`~skinnet.inference.predictor.Predictor`'s.
 
     Args:
         model: a network returning 2-class logits, or an engine (see :data:`Engine`).
@@ -92,17 +75,12 @@ class Segmenter:
 
     def __init__(self, model: nn.Module | Engine, config: Config, device: torch.device | None = None,
                  batch_size: int = 4, tta: bool | None = None, postprocess: Sequence[str] | None = None) -> None:
+        super().__init__(config, postprocess)  # model_files: set by from_file
         self.engine: Engine = TorchEngine(model, device) if isinstance(model, nn.Module) else model
         self.model = model
         self.device = getattr(self.engine, "device", torch.device("cpu"))
-        self.config = config
         self.batch_size = batch_size
         self.tta = config.inference.tta if tta is None else tta
-        self.postprocess = list(config.inference.postprocess if postprocess is None else postprocess)
-        self.model_files: list[Path] = []  # set by from_file: what a batch run records it was made with
-        unknown = set(self.postprocess) - set(STEPS)
-        if unknown:
-            raise ConfigError(f"unknown post-processing {sorted(unknown)}; known: {', '.join(STEPS)}")
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, device: str = "auto", batch_size: int = 4,
@@ -175,10 +153,7 @@ class Segmenter:
             batch = prepare_input(np.stack([resize_image(image, size) for image in chunk]), self.config.data)
             views = self._flip_views(batch)
             for index, image in enumerate(chunk):
-                height, width = image.shape[:2]
-                if max_side is not None and max(height, width) > max_side:
-                    scale = max_side / max(height, width)
-                    height, width = max(1, round(height * scale)), max(1, round(width * scale))
+                height, width = view_size(*image.shape[:2], max_side)
                 out.append(np.stack([cv2.resize(view, (width, height), interpolation=cv2.INTER_LINEAR)
                                      for view in views[:, index]]))
         return out
@@ -194,17 +169,3 @@ class Segmenter:
                 height, width = image.shape[:2]
                 out.append(cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR))
         return out
-
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        """Lesion probability of one image at its own size."""
-        return self.predict_proba_batch([image])[0]
-
-    def to_mask(self, probability: np.ndarray) -> np.ndarray:
-        """Threshold a probability map (with the empty-mask fallback if chosen) and apply the post-processing."""
-        inference = self.config.inference
-        return apply_postprocessing(threshold_mask(probability, inference.threshold, inference.empty_fallback),
-                                    self.postprocess)
-
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """Boolean lesion mask of one image at its own size."""
-        return self.to_mask(self.predict_proba(image))

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from skinnet.config import ModelConfig
+from skinnet.config import MODEL_NAMES, ModelConfig
 from skinnet.networks.pretrained_skinnet import PretrainedSkinNet
 from skinnet.networks.skinnet import DenseBlock, DilatedBottleneck, SkinNet, effective_dilation_rates
 from skinnet.networks.unet import UNet
-
-MODEL_NAMES = ("skinnet", "unet")
 
 
 def build_model(config: ModelConfig, init_encoder: bool = False) -> nn.Module:

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from skinnet.config import ENCODER_INPUT_MEANS, ENCODER_INPUT_STDS
+
 # (repeats, kernel, stride, expand ratio, input channels, output channels) of the seven stages
 # (efficientnet_lite_builder.py, width and depth multipliers 1.0).
 LITE0_STAGES = (
@@ -34,9 +36,9 @@ BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon, with which the weights were tr
 # Encoder features handed to the decoder, by stride: the output of the last block at strides 2, 4, 8 and 16,
 # and the head at stride 32.
 SKIP_CHANNELS = (16, 24, 40, 112)
-# Input normalisation the ImageNet weights expect, on the 0-255 scale: (x - 127) / 128.
-INPUT_MEAN = (127.0, 127.0, 127.0)
-INPUT_STD = (128.0, 128.0, 128.0)
+# Input normalisation the ImageNet weights expect, on the 0-255 scale (a config fact: the config checks it).
+INPUT_MEAN = ENCODER_INPUT_MEANS["efficientnet_lite0"]
+INPUT_STD = ENCODER_INPUT_STDS["efficientnet_lite0"]
 
 
 def _same_padding(kernel: int, stride: int) -> nn.Module:

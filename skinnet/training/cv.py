@@ -1,11 +1,9 @@
 """K-fold cross-validation of one config: the folds one after another, then the pooled out-of-fold scores.
 
-A run folder holds ``splits.json`` (shared by all folds), ``fold_K/`` as :func:`train_fold` writes it, and
-after every call of :func:`run_cv`:
-
-- ``cv_metrics.csv``: every out-of-fold image (``fold``, ``id`` and the metrics), all finished folds;
-- ``cv_summary.json``: the pooled out-of-fold means (each image counted once, ``n`` = images), their sd over
-  images, and the mean ± sd over folds of the per-fold means.
+The run folder's layout is :mod:`skinnet.runs`. After every call of :func:`run_cv` it holds the pooled
+results of the finished folds: every out-of-fold image (``fold``, ``id`` and the metrics) and the summary,
+i.e. the pooled out-of-fold means (each image counted once, ``n`` = images), their sd over images, and the
+mean ± sd over folds of the per-fold means.
 
 Finished folds (``val_summary.json`` written and every epoch logged) are skipped, so an interrupted study
 is continued by running the same command again (with ``--resume`` to continue the unfinished fold from its
@@ -14,8 +12,6 @@ is continued by running the same command again (with ``--resume`` to continue th
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,22 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from skinnet import runs
 from skinnet.config import Config
 from skinnet.data.cache import load_cached_pairs
-from skinnet.data.io import json_safe, write_csv, write_json
+from skinnet.data.io import json_safe
 from skinnet.data.layout import find_pairs
-from skinnet.data.splits import load_or_create_folds
 from skinnet.metrics import METRIC_NAMES, mean_metrics, sample_sd
-from skinnet.training.logs import read_log
+from skinnet.runs import RunError, fold_finished
 from skinnet.training.trainer import train_fold
-
-CV_SUMMARY = "cv_summary.json"
-CV_METRICS = "cv_metrics.csv"
-SPLITS = "splits.json"
-
-
-class RunError(ValueError):
-    """A run folder that does not fit the request (another model, no finished fold, ...)."""
 
 
 @dataclass
@@ -51,68 +39,15 @@ class CVResult:
     summary: dict[str, Any]
 
 
-def fold_dir(run_dir: str | Path, fold: int) -> Path:
-    """The output folder of fold ``fold``."""
-    return Path(run_dir) / f"fold_{fold}"
-
-
-def fold_finished(run_dir: str | Path, fold: int, epochs: int | None = None) -> bool:
-    """Whether a fold is done: its ``val_summary.json`` exists and its log has epochs ``0..epochs-1``.
-
-    Args:
-        run_dir: the run folder.
-        fold: the fold.
-        epochs: the epochs the config asks for; ``None`` accepts any logged length.
-    """
-    folder = fold_dir(run_dir, fold)
-    if not (folder / "val_summary.json").is_file():
-        return False
-    logged = {int(row["epoch"]) for row in read_log(folder / "log.csv")}
-    return bool(logged) and (epochs is None or set(range(epochs)) <= logged)
-
-
-def read_split(run_dir: str | Path) -> list[list[str]]:
-    """The folds of the run's ``splits.json``.
-
-    Raises:
-        RunError: the run folder has no split.
-    """
-    path = Path(run_dir) / SPLITS
-    if not path.is_file():
-        raise RunError(f"{path}: no split file; is {run_dir} a run folder written by skinnet cv or train?")
-    return json.loads(path.read_text())["folds"]
-
-
-def check_same_model(config: Config, run_dir: str | Path) -> None:
-    """Refuse to mix networks in one run folder: its folds would be pooled into one result.
-
-    Raises:
-        RunError: ``run_dir/config.json`` describes another network or input size.
-    """
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        return
-    saved = json.loads(path.read_text())
-    current = config.to_dict()
-    for section, key in (("model", None), ("data", "image_size")):
-        old, new = saved.get(section, {}), current[section]
-        if key is not None:
-            old, new = old.get(key), new[key]
-        if old != new:
-            name = section if key is None else f"{section}.{key}"
-            raise RunError(f"{run_dir} was trained with {name} = {old}, the config asks for {new}; "
-                           "use another --out for a different network")
-
-
 def prepare_run(config: Config, data_root: str | Path, run_dir: str | Path) -> list[list[str]]:
     """Create the run's split if missing and fill the resize cache; returns the folds.
 
     Doing this once before folds run in parallel keeps them from decoding the images all at the same time.
     """
-    check_same_model(config, run_dir)
+    runs.check_same_model(config, run_dir)
     pairset = find_pairs(data_root)
     cached = load_cached_pairs(pairset.pairs, config.data.image_size, config.data.cache_dir)
-    return load_or_create_folds(Path(run_dir) / SPLITS, cached.ids, config.train.n_folds, config.train.seed)
+    return runs.load_or_create_split(run_dir, cached.ids, config.train.n_folds, config.train.seed)
 
 
 def run_cv(config: Config, data_root: str | Path, run_dir: str | Path, folds: Sequence[int] | None = None,
@@ -142,7 +77,7 @@ def run_cv(config: Config, data_root: str | Path, run_dir: str | Path, folds: Se
         if fold_finished(run_dir, fold, config.train.epochs):
             skipped.append(fold)
             if progress:
-                progress(f"fold {fold}: finished before, skipped ({fold_dir(run_dir, fold)})")
+                progress(f"fold {fold}: finished before, skipped ({runs.fold_dir(run_dir, fold)})")
             continue
         result = train(config, data_root, run_dir, fold=fold, resume=resume)
         trained.append(fold)
@@ -151,13 +86,6 @@ def run_cv(config: Config, data_root: str | Path, run_dir: str | Path, folds: Se
                      f"{result.val_summary['DC']:.4f} over {int(result.val_summary['n'])} images")
     summary = summarize_cv(run_dir, data_root, epochs=config.train.epochs)
     return CVResult(trained, skipped, summary)
-
-
-def read_metrics_csv(path: str | Path) -> list[dict[str, Any]]:
-    """Per-image rows of a metrics CSV (``val_metrics.csv``, ``cv_metrics.csv``): metrics as floats."""
-    with open(path, newline="") as handle:
-        return [{key: float(value) if key in METRIC_NAMES else value for key, value in row.items()}
-                for row in csv.DictReader(handle)]
 
 
 def summarize_cv(run_dir: str | Path, data_root: str | Path | None = None,
@@ -175,18 +103,17 @@ def summarize_cv(run_dir: str | Path, data_root: str | Path | None = None,
         ``n_folds`` and ``complete`` (every fold of the split finished).
     """
     run_dir = Path(run_dir)
-    split = read_split(run_dir)
+    split = runs.read_split(run_dir)
     done = [k for k in range(len(split)) if fold_finished(run_dir, k, epochs)]
     rows: list[dict[str, Any]] = []
     per_fold: dict[str, dict[str, float]] = {}
     for fold in done:
-        fold_rows = read_metrics_csv(fold_dir(run_dir, fold) / "val_metrics.csv")
+        fold_rows = runs.read_metrics_csv(runs.fold_paths(run_dir, fold).val_metrics)
         per_fold[str(fold)] = mean_metrics(fold_rows)
         rows += [{"fold": fold, **row} for row in fold_rows]
     pooled = mean_metrics(rows)
     summary: dict[str, Any] = json_safe({  # undefined statistics (one fold, one image) become None
-        "run_dir": str(run_dir.resolve()),
-        "data": str(Path(data_root).resolve()) if data_root else None,
+        "data": runs.relative_to_run(data_root, run_dir) if data_root else None,  # relative: see skinnet.runs
         "n_folds": len(split),
         "folds_done": done,
         "complete": len(done) == len(split),
@@ -197,8 +124,7 @@ def summarize_cv(run_dir: str | Path, data_root: str | Path | None = None,
         "fold_sd": {name: sample_sd([per_fold[str(k)][name] for k in done]) for name in METRIC_NAMES},
         "per_fold": per_fold,
     })
-    write_csv(run_dir / CV_METRICS, rows, ["fold", "id", *METRIC_NAMES])
-    write_json(run_dir / CV_SUMMARY, summary)
+    runs.write_cv_results(run_dir, rows, summary)
     return summary
 
 

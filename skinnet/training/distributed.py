@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from skinnet.inference.segmenter import resolve_device
+from skinnet.devices import resolve_device
 
 T = TypeVar("T")
 

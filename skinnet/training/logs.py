@@ -1,46 +1,32 @@
-"""Per-epoch logs: a CSV rewritten atomically every epoch, and TensorBoard when it is installed."""
+"""Per-epoch logs: the fold's epoch log rewritten atomically every epoch, and TensorBoard when it is installed."""
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-
-from skinnet.data.io import write_csv
-
-LOG_COLUMNS = ("epoch", "train_loss", "train_dc", "train_ji", "val_loss", "val_dc", "val_ji", "lr", "seconds")
-
-
-def read_log(path: str | Path) -> list[dict[str, float]]:
-    """Rows of a training log CSV, numbers as floats (epoch as int)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    with open(path, newline="") as handle:
-        return [{key: (int(value) if key == "epoch" else float(value)) for key, value in row.items()}
-                for row in csv.DictReader(handle)]
+from skinnet import runs
+from skinnet.runs import FoldPaths
 
 
 class EpochLog:
-    """Collects one row per epoch and keeps ``log.csv`` (and TensorBoard events) up to date.
+    """Collects one row per epoch and keeps the fold's epoch log (and TensorBoard events) up to date.
 
     Args:
-        folder: the fold's output folder.
+        paths: the fold's files (:func:`skinnet.runs.fold_paths`).
         rows: rows already logged (when resuming), kept as they are.
     """
 
-    def __init__(self, folder: str | Path, rows: list[dict[str, float]] | None = None) -> None:
-        self.path = Path(folder) / "log.csv"
+    def __init__(self, paths: FoldPaths, rows: list[dict[str, float]] | None = None) -> None:
+        self.path = paths.log
         self.rows = list(rows or [])
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(Path(folder) / "tensorboard"))
+            self.writer = SummaryWriter(str(paths.tensorboard))
         except ImportError:  # TensorBoard is optional
             self.writer = None
 
     def append(self, row: dict[str, float]) -> None:
         self.rows.append(row)
-        write_csv(self.path, self.rows, LOG_COLUMNS)
+        runs.write_log(self.path, self.rows)
         if self.writer is not None:
             for key, value in row.items():
                 if key != "epoch":

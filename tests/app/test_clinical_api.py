@@ -17,7 +17,7 @@ from skinnet.app.background import serve_in_thread
 from skinnet.app.server import create_app
 from skinnet.data.dicom import read_dicom
 from skinnet.data.io import read_image
-from skinnet.evaluation.measurements import measure
+from skinnet.inference.measurements import measure
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = sorted((REPO / "skinnet" / "sample_data" / "images").glob("*.jpg"))

@@ -17,24 +17,25 @@ from skinnet.app.background import serve_in_thread
 from skinnet.app.drain import DrainRate
 from skinnet.app.server import create_app
 from skinnet.cli import main
+from skinnet.inference.predictor import Predictor
 
 IMAGE = sorted((Path(__file__).resolve().parents[2] / "skinnet" / "sample_data" / "images").glob("*.jpg"))[0]
 
 
-class GatedPredictor:
+class GatedPredictor(Predictor):
     """Holds its first image until the gate opens; counts the images it was asked to compute."""
 
     def __init__(self, config) -> None:
-        self.config = config
+        super().__init__(config)
         self.gate = threading.Event()
         self.started = threading.Event()
         self.calls = 0
 
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        self.calls += 1
+    def predict_proba_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        self.calls += len(images)
         self.started.set()
         assert self.gate.wait(timeout=30)
-        return np.zeros(image.shape[:2], dtype=np.float32)
+        return [np.zeros(image.shape[:2], dtype=np.float32) for image in images]
 
     def to_mask(self, probability: np.ndarray) -> np.ndarray:
         return probability > 0.5

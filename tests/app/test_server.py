@@ -27,7 +27,8 @@ from PIL import Image
 from skinnet.app.background import serve_in_thread
 from skinnet.app.server import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_QUEUE_SIZE, create_app
 from skinnet.data.io import read_image
-from skinnet.evaluation.measurements import measure
+from skinnet.inference.measurements import measure
+from skinnet.inference.predictor import Predictor
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = sorted((REPO / "skinnet" / "sample_data" / "images").glob("*.jpg"))
@@ -286,16 +287,16 @@ def test_twenty_concurrent_requests_are_all_answered(server: str, app_segmenter)
         assert http.get("/api/health").json()["in_flight"] == 0
 
 
-class GatedPredictor:
-    """Blocks in predict_proba until the gate opens; predicts no lesion anywhere."""
+class GatedPredictor(Predictor):
+    """Blocks in predict_proba_batch until the gate opens; predicts no lesion anywhere."""
 
     def __init__(self, config) -> None:
-        self.config = config
+        super().__init__(config)
         self.gate = threading.Event()
 
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+    def predict_proba_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         assert self.gate.wait(timeout=30)
-        return np.zeros(image.shape[:2], dtype=np.float32)
+        return [np.zeros(image.shape[:2], dtype=np.float32) for image in images]
 
     def to_mask(self, probability: np.ndarray) -> np.ndarray:
         return probability > 0.5
@@ -328,11 +329,8 @@ def test_full_queue_answers_503_with_retry_after(app_segmenter) -> None:
         assert post(http, "d.jpg", jpeg).status_code == 200
 
 
-class FailingPredictor:
-    def __init__(self, config) -> None:
-        self.config = config
-
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+class FailingPredictor(Predictor):
+    def predict_proba_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
         raise RuntimeError("out of memory, say")
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 from skinnet.data import io as skio
 from skinnet.data.io import InputError, read_mask
 from skinnet.data.layout import LayoutError
-from skinnet.evaluation.evaluate import evaluate_folders
+from skinnet.scoring import evaluate_folders
 
 SAMPLES = Path(skio.__file__).parents[1] / "sample_data"
 SAMPLE_MASKS = sorted((SAMPLES / "masks").glob("*_segmentation.png"))

@@ -16,10 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
-from scipy import ndimage
-
-from skinnet.app.browser import (
+from browser_harness import (
     BrowserUnavailable,
     canvas_png,
     chromium,
@@ -31,6 +28,8 @@ from skinnet.app.browser import (
     upload,
     wait_for_result,
 )
+from PIL import Image
+from scipy import ndimage
 
 IMAGES = Path(__file__).resolve().parents[2] / "skinnet" / "sample_data" / "images"
 IMAGE = IMAGES / "ISIC_0000025.jpg"

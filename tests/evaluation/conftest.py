@@ -10,9 +10,9 @@ import pytest
 
 from skinnet.data.io import read_mask, write_mask, write_text
 from skinnet.data.splits import make_folds
-from skinnet.evaluation.evaluate import evaluate_folders
+from skinnet.runs import LOG_COLUMNS
+from skinnet.scoring import evaluate_folders
 from skinnet.training.cv import summarize_cv
-from skinnet.training.logs import LOG_COLUMNS
 
 EPOCHS = {0: 6, 1: 6, 2: 4}  # fold 2 stopped early: later epochs average two folds only
 

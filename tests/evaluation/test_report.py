@@ -15,7 +15,7 @@ from PIL import Image
 from skinnet.cli import main
 from skinnet.evaluation.published import PUBLISHED_ROWS, TABLE_METRICS
 from skinnet.evaluation.report import average_curves, best_and_worst, fold_logs, write_report
-from skinnet.training.cv import RunError
+from skinnet.runs import RunError
 
 
 def test_curves_are_the_mean_and_sd_over_fold_logs(synthetic_run: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from skinnet.config import ConfigError
+from skinnet.extras import MissingExtraError
 from skinnet.inference.dask_engine import DaskEngine, import_distributed
 from skinnet.inference.model_spec import ModelSpec
 from skinnet.inference.predict import predict_files
@@ -87,5 +87,5 @@ def test_the_cli_runs_on_a_scheduler_address(client: object, images: Path, tiny_
 
 def test_without_dask_installed_the_message_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)
-    with pytest.raises(ConfigError, match=r"pip install 'skinnet\[cluster\]'"):
+    with pytest.raises(MissingExtraError, match=r"pip install 'skinnet\[cluster\]'"):
         import_distributed()

@@ -11,7 +11,7 @@ import torch
 
 from skinnet.data.cache import resize_image
 from skinnet.data.io import read_image
-from skinnet.data.transforms import normalize
+from skinnet.data.normalize import normalize
 from skinnet.inference.onnx import OnnxModel, export_onnx
 from skinnet.inference.segmenter import Segmenter
 from skinnet.networks.files import ModelFileError, load_model

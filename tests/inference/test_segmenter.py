@@ -9,7 +9,8 @@ import pytest
 
 from skinnet.config import ConfigError
 from skinnet.data.io import read_image
-from skinnet.inference.segmenter import Segmenter, resolve_device
+from skinnet.devices import resolve_device
+from skinnet.inference.segmenter import Segmenter
 from skinnet.networks.files import load_model, save_weights
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from skinnet.config import load_config
 from skinnet.networks.files import load_model
-from skinnet.training.logs import read_log
+from skinnet.runs import read_log
 from skinnet.training.trainer import train_fold
 
 
@@ -18,13 +18,13 @@ def test_all_data_training_uses_every_pair_and_keeps_the_last_epoch(sample_data:
                                 "train.schedule=step", "train.lr_milestones=[1, 2]", "train.lr_factor=0.5",
                                 f"data.cache_dir={tmp_path / 'c'}"])
     result = train_fold(config, sample_data, tmp_path / "run", fold=None)
-    assert result.fold_dir == tmp_path / "run" / "all" and result.val_summary == {}
+    assert result.paths.folder == tmp_path / "run" / "all" and result.val_summary == {}
     assert not (tmp_path / "run" / "splits.json").exists()
-    rows = read_log(result.fold_dir / "log.csv")
+    rows = read_log(result.paths.folder / "log.csv")
     assert [row["epoch"] for row in rows] == [0, 1, 2]
     assert all(math.isnan(row["val_dc"]) for row in rows)
     assert result.best_epoch == 2  # "best" is the last epoch
-    _, saved = load_model(result.fold_dir / "best.safetensors")
+    _, saved = load_model(result.paths.folder / "best.safetensors")
     assert saved == config
     assert [row["lr"] for row in rows] == pytest.approx([config.train.lr * f for f in (0.5, 0.25, 0.25)])
 

@@ -16,8 +16,9 @@ import pytest
 from skinnet.config import Config, load_config
 from skinnet.data.layout import find_pairs
 from skinnet.metrics import METRIC_NAMES
+from skinnet.runs import RunError, fold_finished
 from skinnet.training.checkpoint import load_checkpoint
-from skinnet.training.cv import RunError, fold_finished, run_cv
+from skinnet.training.cv import run_cv
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["model.width=4", "data.image_size=32", "train.batch_size=8", "model.dilations=[1,2]", "train.threads=1",

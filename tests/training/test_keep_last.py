@@ -9,7 +9,7 @@ import torch
 
 from skinnet.config import ConfigError, load_config
 from skinnet.networks.files import load_model
-from skinnet.training.logs import read_log
+from skinnet.runs import read_log
 from skinnet.training.trainer import train_fold
 
 TINY = ["model.width=4", "data.image_size=32", "train.epochs=4", "model.dilations=[1]", "train.lr=0.05",
@@ -24,10 +24,10 @@ def weights(path: Path) -> list[torch.Tensor]:
 def test_the_kept_epoch_follows_train_keep(keep: str, sample_data: Path, tmp_path: Path) -> None:
     config = load_config(None, [*TINY, f"train.keep={keep}", f"data.cache_dir={tmp_path / 'c'}"])
     result = train_fold(config, sample_data, tmp_path / "run", fold=0)
-    rows = read_log(result.fold_dir / "log.csv")
+    rows = read_log(result.paths.folder / "log.csv")
     best = max(range(len(rows)), key=lambda epoch: rows[epoch]["val_dc"])
     assert result.best_epoch == (3 if keep == "last" else best)
-    kept, last = weights(result.fold_dir / "best.safetensors"), weights(result.fold_dir / "last.pt")
+    kept, last = weights(result.paths.folder / "best.safetensors"), weights(result.paths.folder / "last.pt")
     # the validation predictions and scores are those of the kept epoch
     assert result.val_summary["n"] == 8
     assert all(torch.equal(a, b) for a, b in zip(kept, last, strict=True)) == (result.best_epoch == 3)

@@ -9,7 +9,7 @@ import torch
 from skinnet.networks import PretrainedSkinNet
 from skinnet.networks.efficientnet_lite import imagenet_state_dict
 from skinnet.networks.files import load_model
-from skinnet.training.logs import read_log
+from skinnet.runs import read_log
 
 
 def test_training_starts_from_imagenet_and_fine_tunes_the_encoder(tiny_pretrained_run: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from skinnet.config import DataConfig
 from skinnet.data.cache import resize_image
 from skinnet.data.io import read_image
-from skinnet.data.transforms import normalize, prepare_input, shades_of_gray
+from skinnet.data.normalize import normalize, prepare_input, shades_of_gray
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from skinnet.cli import main
 from skinnet.data.layout import LayoutError
-from skinnet.evaluation.evaluate import evaluate_folders, truth_masks
+from skinnet.scoring import evaluate_folders, truth_masks
 
 
 @pytest.fixture()

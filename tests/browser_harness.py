@@ -1,7 +1,8 @@
 """Drive the web app in headless Chromium with Selenium: the end-to-end test and docs/make_screenshot.py.
 
 Uses the system's Chromium and chromedriver (Debian packages ``chromium`` and ``chromium-driver``, see
-``.ci/browser-deps.sh``), or the paths in ``$CHROMIUM`` and ``$CHROMEDRIVER``; nothing is downloaded.
+``.ci/browser-deps.sh``), or the paths in ``$CHROMIUM`` and ``$CHROMEDRIVER``; nothing is downloaded. It lives
+with the tests, not in the package: an installed skinnet never drives a browser.
 """
 
 from __future__ import annotations
