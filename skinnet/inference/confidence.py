@@ -30,7 +30,6 @@ standard deviation of the views' probabilities (method ``tta``), 0 sure to 1 uns
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Protocol
 
 import cv2
 import numpy as np
@@ -41,12 +40,6 @@ from skinnet.config import CONFIDENCE_METHODS
 METHODS = CONFIDENCE_METHODS
 WORK_SIDE = 256
 BAND_FRACTION = 0.02
-
-
-class ViewPredictor(Protocol):
-    """What the ``tta`` score needs: :class:`~skinnet.inference.segmenter.Segmenter` and ``Ensemble`` are ones."""
-
-    def predict_views_batch(self, images: list[np.ndarray], max_side: int | None = None) -> list[np.ndarray]: ...
 
 
 @dataclass(frozen=True)

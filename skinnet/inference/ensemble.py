@@ -57,9 +57,14 @@ class Ensemble(Predictor):
                                        threads=threads) for path in paths]
         return cls(members, postprocess=postprocess)
 
+    def describe(self) -> dict[str, Any]:
+        """The members' choices, and the threshold and post-processing applied to their mean."""
+        return {"ensemble": [member.describe() for member in self.members], "threshold": self.threshold,
+                "postprocess": list(self.postprocess)}
+
     @classmethod
     def from_run(cls, run_dir: str | Path, **options: Any) -> Ensemble:
-        """The ``best.safetensors`` of every fold of a cross-validation run (options: see :meth:`from_files`)."""
+        """The kept model of every fold of a cross-validation run (options: see :meth:`from_files`)."""
         return cls.from_files(fold_models(run_dir), **options)
 
     def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

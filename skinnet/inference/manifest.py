@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skinnet.data.io import write_json
 from skinnet.version import __version__
+
+if TYPE_CHECKING:
+    from skinnet.inference.predictor import Predictor
 
 MANIFEST = "manifest.json"
 
@@ -28,25 +31,13 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def describe(segmenter: Any) -> dict[str, Any]:
-    """The inference choices of a :class:`~skinnet.inference.segmenter.Segmenter` or an ensemble of them."""
-    members = getattr(segmenter, "members", None)
-    if members is not None:
-        return {"ensemble": [describe(member) for member in members], "threshold": segmenter.threshold,
-                "postprocess": list(segmenter.postprocess)}
-    return {"engine": type(segmenter.engine).__name__,
-            "precision": "float16" if getattr(segmenter.engine, "half", False) else "float32",
-            "tta": bool(segmenter.tta), "threshold": segmenter.config.inference.threshold,
-            "postprocess": list(segmenter.postprocess)}
-
-
-def run_identity(segmenter: Any, writers: list[Any]) -> dict[str, Any] | None:
+def run_identity(predictor: Predictor, writers: list[Any]) -> dict[str, Any] | None:
     """Everything the outputs depend on; ``None`` for a model not loaded from files (nothing to record)."""
-    files = [Path(path) for path in getattr(segmenter, "model_files", [])]
+    files = [Path(path) for path in predictor.model_files]
     if not files:
         return None
     return {"models": [{"file": str(path), "sha256": file_sha256(path)} for path in files],
-            "inference": describe(segmenter), "outputs": [writer.identity() for writer in writers]}
+            "inference": predictor.describe(), "outputs": [writer.identity() for writer in writers]}
 
 
 def run_key(identity: dict[str, Any]) -> str:

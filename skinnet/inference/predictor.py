@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -94,6 +94,12 @@ class Predictor(ABC):
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Boolean lesion mask of one image at its own size."""
         return self.to_mask(self.predict_proba(image))
+
+    def describe(self) -> dict[str, Any]:
+        """The inference choices the outputs depend on: a batch run records them in its manifest, and a
+        changed choice makes ``--resume`` predict again. A subclass adds what else its outputs depend on."""
+        return {"predictor": type(self).__name__, "threshold": self.threshold,
+                "postprocess": list(self.postprocess)}
 
     def predict_views_batch(self, images: Sequence[np.ndarray], max_side: int | None = None) -> list[np.ndarray]:
         """The lesion probability of each flip view of each image; the ``tta`` confidence compares them.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -157,6 +158,12 @@ class Segmenter(Predictor):
                 out.append(np.stack([cv2.resize(view, (width, height), interpolation=cv2.INTER_LINEAR)
                                      for view in views[:, index]]))
         return out
+
+    def describe(self) -> dict[str, Any]:
+        """The engine, its precision, TTA, threshold and post-processing."""
+        return {"engine": type(self.engine).__name__,
+                "precision": "float16" if getattr(self.engine, "half", False) else "float32",
+                "tta": bool(self.tta), "threshold": self.threshold, "postprocess": list(self.postprocess)}
 
     def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Lesion probability ``float32 (H, W)`` for each RGB uint8 image, at each image's own size."""
