@@ -17,13 +17,7 @@ set -uo pipefail
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then sed -n '2,15p' "$0"; exit 0; fi
 cd "$(dirname "$0")/.." || exit 2
 PYTHON=${PYTHON:-python3}
-WHEELS=${WHEELS:-.whl}
-if [ -d "$WHEELS" ]; then  # the device machine has torch but not every package skinnet needs
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    "$WHEELS"/*.whl || exit 2
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD NO_ALBUMENTATIONS_UPDATE=1 PYTHONUNBUFFERED=1
+. scripts/device_env.sh || exit 2  # wheels the device lacks; PYTHONPATH
 logs=${OUT:-runs/gpu_archive_checks}
 mkdir -p "$logs"
 nvidia-smi -L 2>/dev/null | tee "$logs/gpu_tests.log"

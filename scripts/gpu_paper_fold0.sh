@@ -20,13 +20,7 @@ PYTHON=${PYTHON:-python3}
 DATA=${DATA:-gpu_job/data}
 RUN=${RUN:-runs/paper_fold0}
 RESULTS=$RUN/results
-WHEELS=${WHEELS:-.whl}
-if [ -d "$WHEELS" ]; then  # the device machine has torch but not every package skinnet needs
-  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    "$WHEELS"/*.whl || exit 2
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD NO_ALBUMENTATIONS_UPDATE=1 PYTHONUNBUFFERED=1
+. scripts/device_env.sh || exit 2  # wheels the device lacks; PYTHONPATH
 export SKINNET_CACHE=${SKINNET_CACHE:-/tmp/skinnet_cache}
 mkdir -p "$RUN"
 log=$RUN/job.log
