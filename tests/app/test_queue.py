@@ -9,39 +9,16 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
+from gated_predictor import GatedPredictor
 
 from skinnet.app import drain as drain_module
 from skinnet.app.background import serve_in_thread
 from skinnet.app.drain import DrainRate
 from skinnet.app.server import create_app
 from skinnet.cli import main
-from skinnet.inference.predictor import Predictor
 
 IMAGE = sorted((Path(__file__).resolve().parents[2] / "skinnet" / "sample_data" / "images").glob("*.jpg"))[0]
-
-
-class GatedPredictor(Predictor):
-    """Holds its first image until the gate opens; counts the images it was asked to compute."""
-
-    def __init__(self, config) -> None:
-        super().__init__(config)
-        self.gate = threading.Event()
-        self.started = threading.Event()
-        self.calls = 0
-
-    def predict_proba_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        self.calls += len(images)
-        self.started.set()
-        assert self.gate.wait(timeout=30)
-        return [np.zeros(image.shape[:2], dtype=np.float32) for image in images]
-
-    def to_mask(self, probability: np.ndarray) -> np.ndarray:
-        return probability > 0.5
-
-    def predict_views_batch(self, images: list[np.ndarray], max_side: int | None = None) -> list[np.ndarray]:
-        return [np.zeros((4, 8, 8), np.float32) for _ in images]
 
 
 def multipart(data: bytes) -> bytes:

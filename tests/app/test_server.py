@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import pytest
+from gated_predictor import GatedPredictor
 from PIL import Image
 
 from skinnet.app.background import serve_in_thread
@@ -285,24 +286,6 @@ def test_twenty_concurrent_requests_are_all_answered(server: str, app_segmenter)
         assert int(decode_mask(body["mask_png_base64"]).sum()) == expected[path]
     with httpx.Client(base_url=server) as http:
         assert http.get("/api/health").json()["in_flight"] == 0
-
-
-class GatedPredictor(Predictor):
-    """Blocks in predict_proba_batch until the gate opens; predicts no lesion anywhere."""
-
-    def __init__(self, config) -> None:
-        super().__init__(config)
-        self.gate = threading.Event()
-
-    def predict_proba_batch(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        assert self.gate.wait(timeout=30)
-        return [np.zeros(image.shape[:2], dtype=np.float32) for image in images]
-
-    def to_mask(self, probability: np.ndarray) -> np.ndarray:
-        return probability > 0.5
-
-    def predict_views_batch(self, images: list[np.ndarray], max_side: int | None = None) -> list[np.ndarray]:
-        return [np.zeros((4, 8, 8), np.float32) for _ in images]
 
 
 def test_full_queue_answers_503_with_retry_after(app_segmenter) -> None:
