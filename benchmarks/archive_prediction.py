@@ -6,9 +6,11 @@ Each run is ``predict_files`` on a folder of 1024x768 JPEGs (the bundled ISIC sa
 segment (resize, network, resize back, post-processing) and write each mask PNG, into a fresh folder.
 The configurations take turns, repeat after repeat, so that a change in the machine's load hits all of
 them alike; the table gives the median of the repeats and the speed-up over the sequential run of the
-same repeats. Model loading is not timed.
+same repeats. Model loading is not timed. ``--int8`` adds a pipelined row whose network is the model quantised
+to int8 (``skinnet export --int8``, calibrated on the bundled samples): a different model, whose cost in
+accuracy ``benchmarks/int8_oof.py`` measures.
 
-    python benchmarks/archive_prediction.py [--backend onnx] [--images 40] [--repeats 5] [--model M]
+    python benchmarks/archive_prediction.py [--backend onnx] [--images 40] [--repeats 5] [--model M] [--int8]
     python benchmarks/archive_prediction.py --device cuda --backend torch --images 400 [--batch-size 32]
 """
 
@@ -24,12 +26,14 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from skinnet.cli import main as cli_main
 from skinnet.inference.model_spec import ModelSpec
 from skinnet.inference.predict import predict_files
 
 SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "skinnet" / "sample_data" / "images"
 # (name, worker threads, network threads, images per forward pass); the first is the baseline.
 Config = tuple[str, int, int | None, int]
+INT8_ROW = "pipelined, 2 workers, int8 network 1 thread each"
 CPU_CONFIGS: list[Config] = [("sequential (1 image at a time, network on all cores)", 1, None, 1),
                              ("pipelined, 2 workers, network 1 thread each", 2, 1, 1),
                              ("pipelined, 2 workers, network on all cores each", 2, None, 1)]
@@ -51,6 +55,15 @@ def make_images(folder: Path, count: int, size: tuple[int, int] = (1024, 768)) -
         image.save(folder / f"img{index:04d}.jpg", quality=92)
 
 
+def quantised(model: str | None, folder: Path) -> str:
+    """The model (default: the shipped one) as an int8 ONNX file, as ``skinnet export --int8`` writes it."""
+    out = folder / "int8.onnx"
+    command = ["export", "--onnx", str(out), "--int8"] + (["--model", model] if model else [])
+    if cli_main(command) != 0:
+        raise SystemExit("int8 export failed")
+    return str(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["torch", "onnx"], default="onnx")
@@ -59,16 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model file (default: the shipped model)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (then the pipelined rows batch images)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass on a GPU")
+    parser.add_argument("--int8", action="store_true", help="add a row with the network quantised to int8 (CPU)")
     args = parser.parse_args(argv)
     cores = os.cpu_count() or 1
     on_gpu = args.device.startswith("cuda")
-    configs = gpu_configs(args.batch_size, cores) if on_gpu else CPU_CONFIGS
+    configs = gpu_configs(args.batch_size, cores) if on_gpu else list(CPU_CONFIGS)
+    if args.int8:
+        configs.append((INT8_ROW, 2, 1, 1))
     seconds: dict[str, list[float]] = {name: [] for name, *_ in configs}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         make_images(folder, args.images)
-        segmenters = {name: ModelSpec(model=args.model, device=args.device, backend=args.backend,
-                                      threads=threads or cores, batch_size=batch).load()
+        segmenters = {name: ModelSpec(model=quantised(args.model, Path(tmp)) if name == INT8_ROW else args.model,
+                                      device=args.device, backend=args.backend, threads=threads or cores,
+                                      batch_size=batch).load()
                       for name, _, threads, batch in configs}
         for repeat in range(args.repeats + 1):  # the first round warms up (ONNX export, caches, cuDNN)
             for name, workers, threads, batch in configs:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import torch
 from torch import nn
 
 from skinnet.config import Config
-from skinnet.data.cache import default_cache_dir, resize_image
+from skinnet.data.cache import resize_image
 from skinnet.data.normalize import prepare_input
 from skinnet.devices import resolve_device
 from skinnet.inference.model_guard import load_checked
@@ -43,18 +42,17 @@ class TorchEngine:
         self.model = model.to(self.device).eval()
         self.half = self.device.type == "cuda" if half is None else half
 
+    @property
+    def precision(self) -> str:
+        """The arithmetic of the forward pass, as :meth:`Segmenter.describe` reports it."""
+        return "float16" if self.half else "float32"
+
     @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         tensor = torch.from_numpy(batch).to(self.device)
         with torch.autocast(self.device.type, enabled=self.half):
             logits = self.model(tensor)
         return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
-
-
-def onnx_path_for(weights: Path) -> Path:
-    """Where the ONNX export of a weights file is cached (keyed by the file's content)."""
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
-    return default_cache_dir() / "onnx" / f"{weights.stem}-{digest}.onnx"
 
 
 class Segmenter(Predictor):
@@ -106,7 +104,7 @@ class Segmenter(Predictor):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if path.suffix == ".onnx" or backend == "onnx":
-            from skinnet.inference.onnx import OnnxModel, export_onnx
+            from skinnet.inference.onnx import OnnxModel, export_onnx, onnx_path_for
 
             if path.suffix != ".onnx":
                 onnx_file = onnx_path_for(path)
@@ -162,7 +160,7 @@ class Segmenter(Predictor):
     def describe(self) -> dict[str, Any]:
         """The engine, its precision, TTA, threshold and post-processing."""
         return {"engine": type(self.engine).__name__,
-                "precision": "float16" if getattr(self.engine, "half", False) else "float32",
+                "precision": getattr(self.engine, "precision", "float32"),
                 "tta": bool(self.tta), "threshold": self.threshold, "postprocess": list(self.postprocess)}
 
     def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -1,0 +1,111 @@
+"""What int8 quantisation costs out of fold: each fold model in float32 and in int8, on the images it never saw.
+
+For each fold of a cross-validation run, the fold model is exported to ONNX and quantised (``skinnet export
+--int8``), calibrated on ``--calibration`` images drawn (seeded) from that fold's *training* images, never its
+validation ones. Both ONNX files then predict the fold's validation images with the shipped model's choices
+(TTA, empty-mask fallback, post-processing), on one ONNX Runtime thread each, and each mask is scored (DC, JI,
+official conventions). Prints the means, the paired Wilcoxon signed-rank tests and the network's time per
+image (4 TTA views) in each precision, measured in the same run; writes each precision's per-image scores to
+``--out/{float32,int8}_metrics.csv`` (``benchmarks/paired_oof.py`` reads them).
+
+    python benchmarks/int8_oof.py --run runs/pretrained_sog --data ../shared/data/isic2017_train \\
+        --out docs/pretrained_cv/int8
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from skinnet import runs
+from skinnet.data.io import read_image, read_mask, write_csv
+from skinnet.data.layout import find_pairs
+from skinnet.evaluation.comparison import paired_wilcoxon
+from skinnet.inference.model_guard import load_checked
+from skinnet.inference.onnx import OnnxModel, export_onnx
+from skinnet.inference.quantize import CALIBRATION_IMAGES, quantize_onnx
+from skinnet.inference.segmenter import Segmenter
+from skinnet.metrics import image_metrics
+from skinnet.weights import default_model_path
+
+PRECISIONS = ("float32", "int8")
+
+
+def fold_segmenters(weights: Path, calibration: list[np.ndarray], shipped: Segmenter,
+                    scratch: Path) -> dict[str, Segmenter]:
+    """The fold model as float32 and int8 ONNX Runtime segmenters with the shipped inference choices."""
+    model, config = load_checked(weights)
+    files = {"float32": export_onnx(model, config, scratch / "float32.onnx"), "int8": scratch / "int8.onnx"}
+    quantize_onnx(files["float32"], files["int8"], calibration, config)
+    segmenters = {}
+    for precision, path in files.items():
+        engine = OnnxModel(path, threads=1)
+        engine.config.inference.empty_fallback = shipped.config.inference.empty_fallback
+        segmenters[precision] = Segmenter(engine, engine.config, tta=shipped.tta, postprocess=shipped.postprocess)
+    return segmenters
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="cross-validation run folder")
+    parser.add_argument("--data", required=True, help="the run's data")
+    parser.add_argument("--out", required=True, help="folder for int8_oof.csv")
+    parser.add_argument("--model", help="whose TTA, fallback and post-processing to apply (default: shipped)")
+    parser.add_argument("--calibration", type=int, default=CALIBRATION_IMAGES,
+                        help="calibration images per fold, from its training images")
+    parser.add_argument("--folds", help="comma list of folds (default: all)")
+    parser.add_argument("--limit", type=int, help="score only the first N images of each fold (a quick check)")
+    args = parser.parse_args(argv)
+    shipped = Segmenter.from_file(args.model or default_model_path(), device="cpu")
+    pairs = {pair.id: pair for pair in find_pairs(args.data).pairs}
+    split = runs.read_split(args.run, sorted(pairs))
+    folds = [int(k) for k in args.folds.split(",")] if args.folds else range(len(split))
+    rows: dict[str, list[dict[str, object]]] = {precision: [] for precision in PRECISIONS}
+    network_seconds = {precision: 0.0 for precision in PRECISIONS}
+    for fold in folds:
+        training = sorted(key for other, ids in enumerate(split) if other != fold for key in ids)
+        drawn = random.Random(fold).sample(training, args.calibration)
+        calibration = [read_image(pairs[key].image) for key in sorted(drawn)]
+        with tempfile.TemporaryDirectory() as scratch:
+            segmenters = fold_segmenters(runs.fold_paths(args.run, fold).best_weights, calibration, shipped,
+                                         Path(scratch))
+            for key in split[fold][: args.limit]:
+                image, truth = read_image(pairs[key].image), read_mask(pairs[key].mask)
+                for precision, segmenter in segmenters.items():
+                    started = time.perf_counter()
+                    probability = segmenter.predict_proba(image)
+                    network_seconds[precision] += time.perf_counter() - started
+                    scores = image_metrics(truth, segmenter.to_mask(probability))
+                    rows[precision].append({"id": key, "fold": fold, **scores})
+        print(f"fold {fold}: {len(split[fold][: args.limit])} images", file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for precision, table in rows.items():
+        write_csv(out / f"{precision}_metrics.csv", table, list(table[0]))
+    count = len(rows["int8"])
+    print(f"out-of-fold over {count} images of {args.run}; TTA {shipped.tta}, empty fallback "
+          f"{shipped.config.inference.empty_fallback}, post-processing {shipped.postprocess}; "
+          f"{args.calibration} calibration images per fold from its training images\n")
+    print("| metric | float32 | int8 | median int8 − float32 | Wilcoxon p | int8 better / worse |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for metric in ("DC", "JI"):
+        a = {str(row["id"]): float(row[metric]) for row in rows["int8"]}  # type: ignore[arg-type]
+        b = {str(row["id"]): float(row[metric]) for row in rows["float32"]}  # type: ignore[arg-type]
+        test = paired_wilcoxon(a, b)
+        print(f"| {metric} | {np.mean(list(b.values())):.4f} | {np.mean(list(a.values())):.4f} | "
+              f"{test['median_difference']:+.4f} | {test['p_value']:.3g} | "
+              f"{sum(a[k] > b[k] for k in a)} / {sum(a[k] < b[k] for k in a)} |")
+    per_image = {precision: seconds / count for precision, seconds in network_seconds.items()}
+    print(f"\nresize, network and resize back, 1 thread, per image: float32 {per_image['float32']:.4f} s, "
+          f"int8 {per_image['int8']:.4f} s ({per_image['float32'] / per_image['int8']:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""benchmarks/int8_oof.py: its float32 column is the shipped Segmenter's score; int8 scores every image too."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from script_loader import load_script
+
+from skinnet import runs
+from skinnet.data.io import read_image, read_mask
+from skinnet.inference.segmenter import Segmenter
+from skinnet.metrics import image_metrics
+from skinnet.runs import read_metrics_csv
+from skinnet.weights import default_model_path
+
+
+def test_float32_column_matches_the_segmenter(sample_data: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    ids = sorted(path.stem for path in (sample_data / "images").glob("*.jpg"))[:6]
+    run = tmp_path / "run"
+    runs.load_or_create_split(run, ids, 2, seed=0)  # two folds of three images
+    for fold in range(2):  # the shipped model stands in for each fold's model
+        runs.fold_paths(run, fold).folder.mkdir(parents=True)
+        shutil.copy(default_model_path(), runs.fold_paths(run, fold).best_weights)
+    script = load_script("benchmarks/int8_oof.py")
+    assert script.main(["--run", str(run), "--data", str(sample_data), "--out", str(tmp_path / "out"),
+                        "--calibration", "3"]) == 0
+    out = capsys.readouterr().out
+    row = re.search(r"^\| DC \| ([0-9.]+) \| ([0-9.]+) \|", out, re.MULTILINE)
+    assert row is not None, out
+    for precision, column in (("float32", 1), ("int8", 2)):
+        table = read_metrics_csv(tmp_path / "out" / f"{precision}_metrics.csv")
+        assert sorted(str(r["id"]) for r in table) == ids
+        assert float(row[column]) == pytest.approx(np.mean([r["DC"] for r in table]), abs=1e-4)
+    shipped = Segmenter.from_file(None, backend="onnx")
+    dice = [image_metrics(read_mask(sample_data / "masks" / f"{key}_segmentation.png"),
+                          shipped.predict(read_image(sample_data / "images" / f"{key}.jpg")))["DC"] for key in ids]
+    assert float(row[1]) == pytest.approx(float(np.mean(dice)), abs=1e-4)
+    assert "x)" in out  # the network times of both precisions
