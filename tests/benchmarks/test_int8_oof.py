@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from script_loader import load_script
 
-from skinnet import runs
 from skinnet.data.io import read_image, read_mask
 from skinnet.inference.segmenter import Segmenter
 from skinnet.metrics import image_metrics
 from skinnet.runs import read_metrics_csv
-from skinnet.weights import default_model_path
 
 
 def test_float32_column_matches_the_segmenter(sample_data: Path, tmp_path: Path,
+                                              stand_in_run: tuple[Path, list[str]],
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    ids = sorted(path.stem for path in (sample_data / "images").glob("*.jpg"))[:6]
-    run = tmp_path / "run"
-    runs.load_or_create_split(run, ids, 2, seed=0)  # two folds of three images
-    for fold in range(2):  # the shipped model stands in for each fold's model
-        runs.fold_paths(run, fold).folder.mkdir(parents=True)
-        shutil.copy(default_model_path(), runs.fold_paths(run, fold).best_weights)
+    run, ids = stand_in_run  # the shipped model stands in for each fold's model
     script = load_script("benchmarks/int8_oof.py")
     assert script.main(["--run", str(run), "--data", str(sample_data), "--out", str(tmp_path / "out"),
                         "--calibration", "3"]) == 0
