@@ -9,7 +9,7 @@ image (4 TTA views) in each precision, measured in the same run; writes each pre
 ``--out/{float32,int8}_metrics.csv`` (``benchmarks/paired_oof.py`` reads them).
 
     python benchmarks/int8_oof.py --run runs/pretrained_sog --data ../shared/data/isic2017_train \\
-        --out docs/pretrained_cv/int8
+        --out docs/pretrained_cv/shades_of_gray/int8
 """
 
 from __future__ import annotations
@@ -28,13 +28,11 @@ from skinnet.data.io import read_image, read_mask, write_csv
 from skinnet.data.layout import find_pairs
 from skinnet.evaluation.comparison import paired_wilcoxon
 from skinnet.inference.model_guard import load_checked
-from skinnet.inference.onnx import OnnxModel, export_onnx
+from skinnet.inference.onnx import PRECISIONS, OnnxModel, export_onnx
 from skinnet.inference.quantize import CALIBRATION_IMAGES, quantize_onnx
 from skinnet.inference.segmenter import Segmenter
 from skinnet.metrics import image_metrics
 from skinnet.weights import default_model_path
-
-PRECISIONS = ("float32", "int8")
 
 
 def fold_segmenters(weights: Path, calibration: list[np.ndarray], shipped: Segmenter,
@@ -55,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="cross-validation run folder")
     parser.add_argument("--data", required=True, help="the run's data")
-    parser.add_argument("--out", required=True, help="folder for int8_oof.csv")
+    parser.add_argument("--out", required=True, help="folder for float32_metrics.csv and int8_metrics.csv")
     parser.add_argument("--model", help="whose TTA, fallback and post-processing to apply (default: shipped)")
     parser.add_argument("--calibration", type=int, default=CALIBRATION_IMAGES,
                         help="calibration images per fold, from its training images")
