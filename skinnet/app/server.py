@@ -12,27 +12,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import errno
-import io
 import logging
 import math
-import re
 import socket
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import Annotated, Literal
 
-import numpy as np
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from PIL import Image
 from starlette.exceptions import HTTPException
 
 from skinnet.app.drain import DrainRate
@@ -47,13 +40,12 @@ from skinnet.app.schemas import (
     ModelIdentity,
     SegmentResult,
 )
+from skinnet.app.segment import ApiError, ClientGone, Segmentation, image_id, segment_upload
 from skinnet.app.timeouts import BodyDeadline, BodyTimeout, HeaderDeadlineProtocol, timeout_response
 from skinnet.config import ConfigError
-from skinnet.data.dicom import read_source
-from skinnet.data.io import MAX_PIXELS, InputError, declared_size
+from skinnet.data.io import MAX_PIXELS, declared_size
 from skinnet.data.layout import mask_file_name
-from skinnet.inference.confidence import uncertainty_png
-from skinnet.inference.findings import Finding, ModelInfo, find
+from skinnet.inference.findings import ModelInfo
 from skinnet.inference.predictor import Predictor
 from skinnet.networks.files import ModelFileError
 from skinnet.version import __version__
@@ -73,82 +65,6 @@ INDEX_HTML = Path(__file__).parent / "static" / "index.html"
 PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
             "img-src 'self' blob: data:; connect-src 'self' blob:; base-uri 'none'; form-action 'none'; "
             "frame-ancestors 'none'")
-
-
-class ApiError(Exception):
-    """An error answered as ``{"detail", "code"}`` JSON with ``status``."""
-
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.headers = status, code, detail, headers
-
-
-@dataclass
-class _Segmentation:
-    finding: Finding
-    source_format: str
-    png: bytes
-    uncertainty_png: bytes | None
-    display_png: bytes | None
-    seconds: float
-
-
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def image_id(filename: str | None) -> str:
-    """A safe id from an uploaded file name: no directories, no extension, only ``[A-Za-z0-9._-]``."""
-    stem = PureWindowsPath(filename or "").name.rsplit(".", 1)[0]  # also splits POSIX paths
-    return re.sub(r"[^A-Za-z0-9._-]", "_", stem).strip("._")[:100] or "image"
-
-
-class ClientGone(Exception):
-    """The client closed its connection: its image is not (or no further) computed."""
-
-
-def _segment(segmenter: Predictor, data: bytes, name: str, model: ModelInfo,
-             pixel_spacing: float | None = None, with_uncertainty: bool = False,
-             gone: threading.Event | None = None) -> _Segmentation:
-    """Decode, segment, measure, score and encode; runs in the worker threads.
-
-    ``gone`` is set by the event loop when the client goes away; the work stops at the next step.
-    """
-    gone = gone or threading.Event()
-    if gone.is_set():
-        raise ClientGone
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="skinnet-upload-") as tmp:
-        # read_source takes a path; reusing it keeps one set of decoding rules (EXIF, modes, bomb limits, DICOM).
-        path = Path(tmp) / "upload"
-        path.write_bytes(data)
-        try:
-            source = read_source(path)
-        except InputError as err:
-            raise ApiError(422, "invalid_image", f"{name}: {_public(err.reason, tmp, name)}") from err
-        except Exception as err:  # a decoder failure on untrusted bytes is the upload's fault, not ours
-            raise ApiError(422, "invalid_image", f"{name}: cannot decode ({type(err).__name__}: "
-                                                 f"{_public(str(err), tmp, name)})") from err
-    if gone.is_set():
-        raise ClientGone
-    # The model's own threshold and post-processing, as `skinnet predict` applies them.
-    probability = segmenter.predict_proba(source.pixels)
-    if gone.is_set():
-        raise ClientGone
-    mask = segmenter.to_mask(probability)
-    finding, uncertainty = find(segmenter, source.pixels, probability, mask, model, source, pixel_spacing,
-                                with_uncertainty)
-    is_dicom = source.dataset is not None
-    return _Segmentation(finding, "dicom" if is_dicom else "image", _png(np.where(mask, 255, 0).astype(np.uint8)),
-                         None if uncertainty is None else _png(uncertainty_png(uncertainty)),
-                         _png(source.pixels) if is_dicom else None, time.perf_counter() - started)
-
-
-def _public(text: str, tmp: str, name: str) -> str:
-    """``text`` with the server's temporary paths replaced by the upload's name: they are not the client's."""
-    return re.sub(re.escape(tmp) + r"[^\s'\"),;]*", name, text).replace(tempfile.gettempdir(), "<tmp>")
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -305,7 +221,7 @@ def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
             state["pixels"] += pixels
             gone = threading.Event()
             work = asyncio.get_running_loop().run_in_executor(
-                executor, _segment, segmenter, data, file.filename or "upload", model, pixel_spacing_mm,
+                executor, segment_upload, segmenter, data, file.filename or "upload", model, pixel_spacing_mm,
                 uncertainty, gone)
             result = await _unless_gone(work, request, gone)
             drain.done(result.seconds, state["in_flight"] - 1)
@@ -346,7 +262,7 @@ def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
 
 
 async def _unless_gone(work: asyncio.Future, request: Request, gone: threading.Event,
-                       poll_seconds: float = 0.2) -> _Segmentation:
+                       poll_seconds: float = 0.2) -> Segmentation:
     """Await the worker's result, checking that the client is still there; if it left, stop the work.
 
     A job still waiting for a worker is cancelled; a running one sees ``gone`` at its next step.

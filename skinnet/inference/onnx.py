@@ -58,6 +58,10 @@ def export_onnx(model: nn.Module, config: Config, path: str | Path) -> Path:
     with atomic_path(path) as tmp, warnings.catch_warnings():
         # The TorchScript exporter handles this network fully; the dynamo one would need onnxscript.
         warnings.simplefilter("ignore", DeprecationWarning)
+        # The exporter writes each ZeroPad2d of the EfficientNet-Lite encoder with a reversed (step -1) Slice of
+        # the pads, which it cannot constant-fold and says so on every export: a warning users can do nothing
+        # about, on a few shape operations that cost nothing next to the convolutions.
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")
         torch.onnx.export(
             wrapper, (example,), str(tmp), input_names=["image"], output_names=["lesion_probability"],
             dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},

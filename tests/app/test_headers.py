@@ -79,13 +79,3 @@ def test_postscript_upload_is_refused_without_server_paths(server: str) -> None:
         assert detail == ("lesion.jpg: not a readable image: the file is PostScript, not one of the accepted "
                           "formats (JPEG, PNG, TIFF, BMP, WebP or DICOM)")
         assert http.post("/api/segment", files={"file": (IMAGE.name, IMAGE.read_bytes())}).status_code == 200
-
-
-def test_decoder_messages_lose_the_servers_temporary_paths() -> None:
-    import tempfile
-
-    from skinnet.app.server import _public
-
-    tmp = f"{tempfile.gettempdir()}/skinnet-upload-abc123"
-    text = f"gs -q -sOutputFile={tmp}/out.png {tmp}/upload failed; see {tempfile.gettempdir()}/other"
-    assert _public(text, tmp, "lesion.jpg") == "gs -q -sOutputFile=lesion.jpg lesion.jpg failed; see <tmp>/other"
