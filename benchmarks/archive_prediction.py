@@ -7,8 +7,8 @@ segment (resize, network, resize back, post-processing) and write each mask PNG,
 The configurations take turns, repeat after repeat, so that a change in the machine's load hits all of
 them alike; the table gives the median of the repeats and the speed-up over the sequential run of the
 same repeats. Model loading is not timed. ``--int8`` adds a pipelined row whose network is the model quantised
-to int8 (``skinnet export --int8``, calibrated on the bundled samples): a different model, whose cost in
-accuracy ``benchmarks/int8_oof.py`` measures.
+to int8 (as ``skinnet predict --int8`` runs it, calibrated on the bundled samples): a different model, whose
+cost in accuracy ``benchmarks/int8_oof.py`` measures.
 
     python benchmarks/archive_prediction.py [--backend onnx] [--images 40] [--repeats 5] [--model M] [--int8]
     python benchmarks/archive_prediction.py --device cuda --backend torch --images 400 [--batch-size 32]
@@ -26,11 +26,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from skinnet.cli import main as cli_main
+from skinnet.data.samples import SAMPLE_IMAGES
 from skinnet.inference.model_spec import ModelSpec
 from skinnet.inference.predict import predict_files
 
-SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "skinnet" / "sample_data" / "images"
 # (name, worker threads, network threads, images per forward pass); the first is the baseline.
 Config = tuple[str, int, int | None, int]
 INT8_ROW = "pipelined, 2 workers, int8 network 1 thread each"
@@ -55,15 +54,6 @@ def make_images(folder: Path, count: int, size: tuple[int, int] = (1024, 768)) -
         image.save(folder / f"img{index:04d}.jpg", quality=92)
 
 
-def quantised(model: str | None, folder: Path) -> str:
-    """The model (default: the shipped one) as an int8 ONNX file, as ``skinnet export --int8`` writes it."""
-    out = folder / "int8.onnx"
-    command = ["export", "--onnx", str(out), "--int8"] + (["--model", model] if model else [])
-    if cli_main(command) != 0:
-        raise SystemExit("int8 export failed")
-    return str(out)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["torch", "onnx"], default="onnx")
@@ -83,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         make_images(folder, args.images)
-        segmenters = {name: ModelSpec(model=quantised(args.model, Path(tmp)) if name == INT8_ROW else args.model,
-                                      device=args.device, backend=args.backend, threads=threads or cores,
-                                      batch_size=batch).load()
+        # the int8 row runs what `skinnet predict --int8` runs: the cached int8 copy, calibrated on the samples
+        segmenters = {name: ModelSpec(model=args.model, device=args.device, threads=threads or cores,
+                                      backend="onnx" if name == INT8_ROW else args.backend, batch_size=batch,
+                                      precision="int8" if name == INT8_ROW else None).load()
                       for name, _, threads, batch in configs}
         for repeat in range(args.repeats + 1):  # the first round warms up (ONNX export, caches, cuDNN)
             for name, workers, threads, batch in configs:

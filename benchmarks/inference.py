@@ -24,13 +24,12 @@ from PIL import Image
 
 from skinnet.config import load_config
 from skinnet.data.io import read_image
+from skinnet.data.samples import SAMPLE_IMAGES
 from skinnet.inference.onnx import OnnxModel, export_onnx
 from skinnet.inference.predict import predict_files
 from skinnet.inference.segmenter import Segmenter
 from skinnet.networks import build_model
 from skinnet.weights import default_model_path
-
-SAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "skinnet" / "sample_data" / "images"
 
 
 def median_seconds(run: Callable[[], object], repeats: int, warmup: int = 2) -> float:

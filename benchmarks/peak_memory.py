@@ -21,8 +21,9 @@ from pathlib import Path
 from PIL import Image
 
 from skinnet.data.io import MAX_ASPECT, MAX_PIXELS, MAX_SIDE
+from skinnet.data.samples import SAMPLE_IMAGES
 
-SAMPLE = sorted((Path(__file__).resolve().parents[1] / "skinnet" / "sample_data" / "images").glob("*.jpg"))[0]
+SAMPLE = sorted(SAMPLE_IMAGES.glob("*.jpg"))[0]
 # (width, height, format): the baseline, the largest square, the longest side at the area limit, the widest.
 SHAPES = [(256, 256, "JPEG"), (10_000, 10_000, "JPEG"), (10_000, 10_000, "PNG"),
           (MAX_SIDE, MAX_PIXELS // MAX_SIDE, "JPEG"), (MAX_SIDE, MAX_SIDE // MAX_ASPECT, "PNG")]

@@ -29,8 +29,10 @@ from pathlib import Path
 
 import httpx
 
+from skinnet.data.samples import SAMPLE_IMAGES
+
 WARM_UP = 3
-IMAGES = sorted((Path(__file__).resolve().parents[1] / "skinnet" / "sample_data" / "images").glob("*.jpg"))
+IMAGES = sorted(SAMPLE_IMAGES.glob("*.jpg"))
 
 
 @dataclass

@@ -13,14 +13,13 @@ from pathlib import Path
 from skinnet.config import Config, load_config
 from skinnet.data.io import read_image, read_mask, write_png
 from skinnet.data.layout import list_masks
+from skinnet.data.samples import SAMPLE_DATA
 from skinnet.inference.overlay import overlay
 from skinnet.inference.predict import predict_files
 from skinnet.inference.segmenter import Segmenter
 from skinnet.scoring import Evaluation, evaluate_folders
 from skinnet.training.trainer import train_fold
 from skinnet.weights import default_model_path
-
-SAMPLE_DATA = Path(__file__).parent / "sample_data"
 
 # Sized to finish in a few minutes on a 2-core CPU: 30 training pairs, 10 held out (fold 0 of 4).
 DEMO_OVERRIDES = [

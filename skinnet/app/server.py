@@ -302,7 +302,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           backend: str = "torch", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, workers: int = DEFAULT_WORKERS,
-          queue_size: int = DEFAULT_QUEUE_SIZE, allow_hosts: Iterable[str] = ()) -> int:
+          queue_size: int = DEFAULT_QUEUE_SIZE, allow_hosts: Iterable[str] = (),
+          precision: str | None = None) -> int:
     """Load the model once and serve the app with uvicorn until interrupted (``skinnet serve``).
 
     The port is bound first: a busy port is one error line, and the banner's URL is only printed once the
@@ -319,6 +320,8 @@ def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 
         queue_size: requests admitted at once before answering 503.
         allow_hosts: ``Host`` names answered besides the loopback names and ``host`` (``--allow-host``;
             ``*`` answers any).
+        precision: ``int8`` serves the model's int8 copy through ONNX Runtime (``--int8``; see
+            :meth:`skinnet.inference.segmenter.Segmenter.from_file`).
 
     Raises:
         ConfigError: limits that make no sense.
@@ -340,7 +343,7 @@ def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 
                              "skinnet demo); this install has no shipped model in skinnet/weights/")
     sock = bind(host, port)
     try:
-        segmenter = Segmenter.from_file(path, device=device, backend=backend)
+        segmenter = Segmenter.from_file(path, device=device, backend=backend, precision=precision)
         app = create_app(segmenter, max_upload_bytes, workers, queue_size, allowed_hosts(host, allow_hosts))
         shown = f"[{host}]" if ":" in host else host
         print(f"SkinNet app: http://{shown}:{port}/  API docs: http://{shown}:{port}/docs  (model {path})",

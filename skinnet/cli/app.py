@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from skinnet.cli.arguments import positive_float
+from skinnet.cli.arguments import add_backend_options, backend_of, positive_float
 from skinnet.extras import require
 
 
@@ -13,9 +13,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         require(module, "serve", "the web app")
     from skinnet.app.server import serve
 
-    return serve(args.model, host=args.host, port=args.port, device=args.device, backend=args.backend,
+    return serve(args.model, host=args.host, port=args.port, device=args.device, backend=backend_of(args),
                  max_upload_bytes=round(args.max_upload_mb * 1e6), workers=args.workers, queue_size=args.queue,
-                 allow_hosts=args.allow_host)
+                 allow_hosts=args.allow_host, precision="int8" if args.int8 else None)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -31,7 +31,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     serve.add_argument("--model", help="model file (.safetensors, .pt or .onnx); default: the shipped model")
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (torch backend)")
-    serve.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="inference backend")
+    add_backend_options(serve)
     serve.add_argument("--max-upload-mb", type=positive_float, default=20.0,
                        help="largest image accepted (default 20)")
     serve.add_argument("--workers", type=int, default=1, help="images segmented at the same time (default 1)")

@@ -10,7 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from skinnet.cli.arguments import pixel_spacing, positive_int, report_problems
+from skinnet.cli.arguments import add_backend_options, backend_of, pixel_spacing, positive_int, report_problems
 from skinnet.config import ConfigError
 from skinnet.networks.files import ModelFileError
 
@@ -29,11 +29,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     postprocess = None if args.postprocess == "saved" else steps
     tta = {"saved": None, "on": True, "off": False}[args.tta]
     shard = Shard.parse(args.shard) if args.shard else None
-    batch_size = args.batch_size or (8 if args.backend == "torch" and resolve_device(args.device).type == "cuda"
-                                     else 1)
+    backend = backend_of(args)
+    batch_size = args.batch_size or (8 if backend == "torch" and resolve_device(args.device).type == "cuda" else 1)
     # with --run, the fold models of a cross-validation run, their probabilities averaged
-    spec = ModelSpec(model=args.model, run=args.run, device=args.device, backend=args.backend, tta=tta,
-                     postprocess=postprocess, threads=args.threads, batch_size=batch_size)
+    spec = ModelSpec(model=args.model, run=args.run, device=args.device, backend=backend, tta=tta,
+                     postprocess=postprocess, threads=args.threads, batch_size=batch_size,
+                     precision="int8" if args.int8 else None)
     # the worker threads share the cores: by default each network call gets an equal share of them
     cores = max(1, (os.cpu_count() or 1) // args.workers)
     segmenter = spec.load() if args.threads or args.dask else replace(spec, threads=cores).load()
@@ -88,10 +89,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.int8:
         print(export_onnx(model, config, args.onnx))
         return 0
-    from skinnet.demo import SAMPLE_DATA
+    from skinnet.data.samples import SAMPLE_IMAGES
     from skinnet.inference.quantize import CALIBRATION_IMAGES, calibration_images, quantize_onnx
 
-    images, problems = calibration_images(args.calibration or [SAMPLE_DATA / "images"],
+    images, problems = calibration_images(args.calibration or [SAMPLE_IMAGES],
                                           args.calibration_images or CALIBRATION_IMAGES)
     for problem in problems:
         print(f"skipped calibration image {problem}", file=sys.stderr)
@@ -115,8 +116,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     predict.add_argument("--postprocess", default="saved",
                          help="saved (the model's own choice), none, or a comma list of "
                               "largest_component,fill_holes")
-    predict.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                         help="onnx runs ONNX Runtime (faster on CPU)")
+    add_backend_options(predict)
     predict.add_argument("--threads", type=positive_int,
                          help="CPU threads of each network call, torch or ONNX Runtime (default: the cores "
                               "divided by --workers)")

@@ -41,7 +41,7 @@ class Ensemble(Predictor):
     @classmethod
     def from_files(cls, paths: Sequence[str | Path], device: str = "auto", batch_size: int = 4,
                    tta: bool | None = None, backend: str = "torch", postprocess: Sequence[str] | None = None,
-                   threads: int | None = None) -> Ensemble:
+                   threads: int | None = None, precision: str | None = None) -> Ensemble:
         """Load each model file (``.safetensors`` or ``.pt``) as a member.
 
         Args:
@@ -52,9 +52,10 @@ class Ensemble(Predictor):
             backend: "torch" or "onnx" for every member.
             postprocess: mask post-processing; ``None`` takes the first member's saved steps.
             threads: ONNX Runtime threads of each member.
+            precision: "int8" for every member's int8 copy (see :meth:`Segmenter.from_file`).
         """
         members = [Segmenter.from_file(path, device=device, batch_size=batch_size, tta=tta, backend=backend,
-                                       threads=threads) for path in paths]
+                                       threads=threads, precision=precision) for path in paths]
         return cls(members, postprocess=postprocess)
 
     def describe(self) -> dict[str, Any]:

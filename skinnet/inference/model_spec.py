@@ -20,6 +20,8 @@ class ModelSpec:
         postprocess: post-processing steps; ``None`` takes the model's saved choice.
         threads: CPU threads of the network (torch or ONNX Runtime); ``None``: the library's default.
         batch_size: images per forward pass.
+        precision: "int8" runs the int8 copy of each weights file (ONNX backend); ``None``: float32, or an
+            ``.onnx`` file's own.
     """
 
     model: str | None = None
@@ -30,6 +32,7 @@ class ModelSpec:
     postprocess: tuple[str, ...] | None = None
     threads: int | None = None
     batch_size: int = 1
+    precision: str | None = None
 
     def absolute(self) -> ModelSpec:
         """The same spec with absolute paths, for workers whose working folder differs."""
@@ -47,6 +50,7 @@ class ModelSpec:
         """
         options: dict[str, Any] = {"device": self.device, "backend": self.backend, "tta": self.tta,
                                    "threads": self.threads, "batch_size": self.batch_size,
+                                   "precision": self.precision,
                                    "postprocess": None if self.postprocess is None else list(self.postprocess)}
         if self.threads and self.backend == "torch":
             import torch

@@ -76,10 +76,26 @@ def export_onnx(model: nn.Module, config: Config, path: str | Path) -> Path:
     return path
 
 
-def onnx_path_for(weights: Path) -> Path:
-    """Where the ONNX export of a weights file is cached (keyed by the file's content and the exporter)."""
-    digest = hashlib.sha256(weights.read_bytes() + f"export {EXPORT_REVISION}".encode()).hexdigest()[:16]
-    return default_cache_dir() / "onnx" / f"{weights.stem}-{digest}.onnx"
+def onnx_path_for(weights: Path, variant: str = "") -> Path:
+    """Where the ONNX export of a weights file is cached.
+
+    Keyed by the file's content, the exporter's revision and ``variant`` (what else made the file, e.g. a
+    quantisation and its calibration; empty for the plain float32 export).
+    """
+    key = weights.read_bytes() + f"export {EXPORT_REVISION} {variant}".encode()
+    suffix = f"-{variant.split()[0]}" if variant else ""
+    return default_cache_dir() / "onnx" / f"{weights.stem}-{hashlib.sha256(key).hexdigest()[:16]}{suffix}.onnx"
+
+
+def cached_export(weights: Path) -> Path:
+    """The float32 ONNX export of a weights file: exported on first use (atomically), then reused."""
+    onnx_file = onnx_path_for(weights)
+    if not onnx_file.exists():
+        from skinnet.inference.model_guard import load_checked
+
+        model, config = load_checked(weights)
+        export_onnx(model, config, onnx_file)
+    return onnx_file
 
 
 class OnnxModel:

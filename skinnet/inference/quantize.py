@@ -21,8 +21,10 @@ from skinnet.data.cache import resize_image
 from skinnet.data.io import InputError, atomic_path, read_image
 from skinnet.data.layout import find_images
 from skinnet.data.normalize import prepare_input
+from skinnet.data.samples import SAMPLE_IMAGES
 from skinnet.extras import require
-from skinnet.inference.onnx import PRECISION_KEY
+from skinnet.inference.model_guard import load_checked
+from skinnet.inference.onnx import PRECISION_KEY, cached_export, onnx_path_for
 
 onnx = require("onnx", "onnx", "ONNX support")
 quantization = require("onnxruntime.quantization", "onnx", "ONNX support")
@@ -32,6 +34,9 @@ preprocessing = require("onnxruntime.quantization.shape_inference", "onnx", "ONN
 CALIBRATION_KEY = "skinnet_calibration"
 # Calibration images used by default: enough for stable min-max ranges, and a few seconds to calibrate.
 CALIBRATION_IMAGES = 64
+# Raise it when quantize_onnx writes a different graph, so that cached int8 files of older versions are not
+# reused (the cache key of cached_int8 also holds the calibration set's names and the seed).
+QUANTIZE_REVISION = 1
 
 
 def calibration_images(inputs: Iterable[str | Path], count: int = CALIBRATION_IMAGES,
@@ -104,3 +109,27 @@ def quantize_onnx(source: str | Path, out: str | Path, images: Iterable[np.ndarr
             entry.key, entry.value = key, value
         onnx.save(graph, str(tmp))
     return len(batches)
+
+
+def int8_path_for(weights: Path) -> Path:
+    """Where :func:`cached_int8` keeps the int8 copy of ``weights``."""
+    # calibration_images draws the same images from the same files, count and seed: their names key the file
+    names = ",".join(path.name for path in find_images([SAMPLE_IMAGES]))
+    return onnx_path_for(weights, f"int8 {QUANTIZE_REVISION} {CALIBRATION_IMAGES} {names}")
+
+
+def cached_int8(weights: Path) -> Path:
+    """The int8 ONNX copy of a weights file, calibrated on the bundled ISIC sample images.
+
+    Quantised on first use (a few seconds; written atomically, so a process that races another finds a whole
+    file or none), then reused: the cache key holds the weights, the exporter's and quantiser's revisions and
+    the calibration images' names. To calibrate on images of your own: ``skinnet export --int8 --calibration``.
+    """
+    int8_file = int8_path_for(weights)
+    if not int8_file.exists():
+        images, problems = calibration_images([SAMPLE_IMAGES])
+        if problems:  # the package's own files: a damaged install, refused rather than calibrated on fewer
+            raise problems[0]
+        _, config = load_checked(weights)
+        quantize_onnx(cached_export(weights), int8_file, images, config)
+    return int8_file

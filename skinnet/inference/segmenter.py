@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from skinnet.config import Config
+from skinnet.config import Config, ConfigError
 from skinnet.data.cache import resize_image
 from skinnet.data.normalize import prepare_input
 from skinnet.devices import resolve_device
@@ -84,7 +84,7 @@ class Segmenter(Predictor):
     @classmethod
     def from_file(cls, path: str | Path | None = None, device: str = "auto", batch_size: int = 4,
                   backend: str = "torch", tta: bool | None = None, postprocess: Sequence[str] | None = None,
-                  threads: int | None = None) -> Segmenter:
+                  threads: int | None = None, precision: str | None = None) -> Segmenter:
         """Load a model file: ``.safetensors``, a training checkpoint ``.pt``, or an exported ``.onnx``.
 
         Args:
@@ -95,6 +95,14 @@ class Segmenter(Predictor):
             tta: flip test-time augmentation; ``None`` takes the model's saved choice.
             postprocess: override the post-processing saved with the model.
             threads: ONNX Runtime intra-op threads (default: all cores).
+            precision: "int8" runs a weights file's int8 copy through ONNX Runtime (quantised once, calibrated
+                on the bundled samples, and cached: :func:`skinnet.inference.quantize.cached_int8`); about 2x
+                faster on a CPU. ``None`` or "float32": float32, or an ``.onnx`` file's own precision.
+
+        Raises:
+            ModelFileError: the file cannot be used.
+            ConfigError: an unknown backend or precision, int8 with the torch backend, or int8 asked of a
+                float32 ``.onnx`` file.
         """
         if path is None:
             path = default_model_path()
@@ -102,17 +110,24 @@ class Segmenter(Predictor):
                 raise ModelFileError("no model given and no shipped model found in skinnet/weights/")
         path = source = Path(path)
         if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+            raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        if precision not in (None, "float32", "int8"):
+            raise ConfigError(f"unknown precision {precision!r}; choose float32 or int8")
+        if precision == "int8" and backend != "onnx" and path.suffix != ".onnx":
+            raise ConfigError("int8 runs on ONNX Runtime: use the onnx backend (--backend onnx)")
         if path.suffix == ".onnx" or backend == "onnx":
-            from skinnet.inference.onnx import OnnxModel, export_onnx, onnx_path_for
+            from skinnet.inference.onnx import OnnxModel, cached_export
 
-            if path.suffix != ".onnx":
-                onnx_file = onnx_path_for(path)
-                if not onnx_file.exists():
-                    model, config = load_checked(path)
-                    export_onnx(model, config, onnx_file)
-                path = onnx_file
+            if path.suffix != ".onnx" and precision == "int8":
+                from skinnet.inference.quantize import cached_int8
+
+                path = cached_int8(path)
+            elif path.suffix != ".onnx":
+                path = cached_export(path)
             engine = OnnxModel(path, threads)
+            if precision is not None and engine.precision != precision:
+                raise ConfigError(f"{source}: a {engine.precision} ONNX file, not {precision} (an int8 copy: "
+                                  "skinnet export --int8, or pass the weights file)")
             segmenter = cls(engine, engine.config, batch_size=batch_size, tta=tta, postprocess=postprocess)
         else:
             torch_device = resolve_device(device)

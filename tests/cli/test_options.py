@@ -42,3 +42,19 @@ def test_two_files_with_one_id_give_one_mask_and_a_failure(tmp_path: Path, sampl
     alone = tmp_path / "alone"
     assert main(["predict", str(single), "--out", str(alone), "--model", str(tiny_model)]) == 0
     assert (read_mask(out / "img_segmentation.png") == read_mask(alone / "img_segmentation.png")).all()
+
+
+def test_predict_int8_runs_the_cached_int8_copy_and_says_so(tmp_path: Path, sample_data: Path, tiny_model: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    monkeypatch.setenv("SKINNET_CACHE", str(tmp_path / "cache"))
+    image = sorted((sample_data / "images").glob("*.jpg"))[0]
+    out = tmp_path / "out"
+    assert main(["predict", str(image), "--out", str(out), "--model", str(tiny_model), "--int8"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["inference"]["precision"] == "int8"
+    assert main(["predict", str(image), "--out", str(tmp_path / "torch"), "--model", str(tiny_model), "--int8",
+                 "--backend", "torch"]) == 2
+    assert capsys.readouterr().err.strip().endswith("skinnet predict: error: int8 runs on ONNX Runtime: use the "
+                                                    "onnx backend (--backend onnx)")

@@ -75,3 +75,38 @@ def test_an_unknown_precision_in_the_metadata_is_refused(tiny_model: Path, tmp_p
     onnx.save(graph, str(path))
     with pytest.raises(ModelFileError, match=f"unknown {PRECISION_KEY} 'int4'"):
         OnnxModel(path)
+
+
+def test_int8_precision_quantises_a_weights_file_once_then_reuses_it(
+        tiny_model: Path, sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import skinnet.inference.quantize as quantize
+
+    monkeypatch.setenv("SKINNET_CACHE", str(tmp_path / "cache"))
+    int8 = Segmenter.from_file(tiny_model, backend="onnx", precision="int8")
+    float32 = Segmenter.from_file(tiny_model, backend="onnx")
+    assert (int8.describe()["precision"], float32.describe()["precision"]) == ("int8", "float32")
+    assert int8.model_files == [tiny_model]  # the weights file is what the manifest and run key name
+    int8_files = sorted((tmp_path / "cache" / "onnx").glob("best-*-int8.onnx"))
+    assert len(int8_files) == 1 and len(list((tmp_path / "cache" / "onnx").glob("best-*.onnx"))) == 2
+    # the same weights again: the cached file, not a second quantisation
+    monkeypatch.setattr(quantize, "quantize_onnx", lambda *args: pytest.fail("quantised twice"))
+    again = Segmenter.from_file(tiny_model, backend="onnx", precision="int8")
+    image = read_image(sorted((sample_data / "images").glob("*.jpg"))[0])
+    assert np.array_equal(again.predict_proba(image), int8.predict_proba(image))
+    # the bundled calibration images are part of the key: another set would not reuse the file
+    monkeypatch.setattr(quantize, "find_images", lambda inputs: [Path("other.jpg")])
+    assert quantize.int8_path_for(tiny_model) != int8_files[0]
+
+
+def test_int8_needs_onnx_runtime_and_an_onnx_file_keeps_its_precision(tiny_model: Path, tmp_path: Path) -> None:
+    from skinnet.config import ConfigError
+
+    with pytest.raises(ConfigError, match="int8 runs on ONNX Runtime"):
+        Segmenter.from_file(tiny_model, backend="torch", precision="int8")
+    with pytest.raises(ConfigError, match="unknown precision 'int4'"):
+        Segmenter.from_file(tiny_model, backend="onnx", precision="int4")
+    model, config = load_model(tiny_model)
+    float32_file = export_onnx(model, config, tmp_path / "model.onnx")
+    with pytest.raises(ConfigError, match=f"{float32_file}: a float32 ONNX file, not int8"):
+        Segmenter.from_file(float32_file, precision="int8")
+    assert Segmenter.from_file(float32_file, precision="float32").describe()["precision"] == "float32"
