@@ -16,6 +16,7 @@ from skinnet.config import Config, config_from_dict
 from skinnet.data.cache import default_cache_dir
 from skinnet.data.io import atomic_path
 from skinnet.extras import require
+from skinnet.inference.model_guard import load_checked
 from skinnet.networks.files import ModelFileError
 
 # Optional (the 'onnx' extra): without them, importing this module says in one line how to install them.
@@ -91,8 +92,6 @@ def cached_export(weights: Path) -> Path:
     """The float32 ONNX export of a weights file: exported on first use (atomically), then reused."""
     onnx_file = onnx_path_for(weights)
     if not onnx_file.exists():
-        from skinnet.inference.model_guard import load_checked
-
         model, config = load_checked(weights)
         export_onnx(model, config, onnx_file)
     return onnx_file

@@ -35,7 +35,7 @@ CALIBRATION_KEY = "skinnet_calibration"
 # Calibration images used by default: enough for stable min-max ranges, and a few seconds to calibrate.
 CALIBRATION_IMAGES = 64
 # Raise it when quantize_onnx writes a different graph, so that cached int8 files of older versions are not
-# reused (the cache key of cached_int8 also holds the calibration set's names and the seed).
+# reused (the cache key of cached_int8 also holds the number of calibration images and their files' names).
 QUANTIZE_REVISION = 1
 
 

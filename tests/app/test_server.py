@@ -337,6 +337,18 @@ def test_cli_serve_without_a_model_is_a_clear_error(monkeypatch: pytest.MonkeyPa
     assert "--workers" in capsys.readouterr().err
 
 
+def test_cli_serve_int8_on_the_torch_backend_is_a_clear_error(app_model: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from skinnet.cli import main
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["serve", "--model", str(app_model), "--port", str(port), "--int8", "--backend", "torch"]) == 2
+    assert capsys.readouterr().err == ("skinnet serve: error: int8 runs on ONNX Runtime: use the onnx backend "
+                                       "(--backend onnx)\n")
+
+
 def test_cli_serve_starts_a_server(app_model: Path, tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

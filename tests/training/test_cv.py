@@ -119,9 +119,18 @@ def test_cv_killed_mid_fold_resumes_that_fold_and_skips_the_finished_one(sample_
     run = tmp_path / "run"
     process = skinnet_cv(sample_data, tmp_path)
     deadline = time.monotonic() + 240
-    while not (run / "fold_1" / "last.pt").exists():  # fold 0 is finished, fold 1 has a checkpoint
+    # Fold 0 is finished, and fold 1 has written its second checkpoint: its epoch bar counted the first epoch
+    # (tqdm counts an epoch when the next one starts, just after its checkpoint; a kill at the first
+    # checkpoint could land before the bar says 1/8).
+    last, first_write = run / "fold_1" / "last.pt", None
+    while True:
         assert process.poll() is None, process.communicate()[1][-3000:]
         assert time.monotonic() < deadline
+        written = last.stat().st_mtime_ns if last.exists() else None
+        if first_write is None:
+            first_write = written
+        elif written != first_write:
+            break
         time.sleep(0.02)
     process.kill()  # SIGKILL: no clean-up of any kind
     _, stderr = process.communicate()
