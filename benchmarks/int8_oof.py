@@ -26,7 +26,7 @@ import numpy as np
 from skinnet import runs
 from skinnet.data.io import read_image, read_mask, write_csv
 from skinnet.data.layout import find_pairs
-from skinnet.evaluation.comparison import paired_wilcoxon
+from skinnet.evaluation.comparison import paired_table
 from skinnet.inference.model_guard import load_checked
 from skinnet.inference.onnx import PRECISIONS, OnnxModel, export_onnx
 from skinnet.inference.quantize import CALIBRATION_IMAGES, quantize_onnx
@@ -90,15 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"out-of-fold over {count} images of {args.run}; TTA {shipped.tta}, empty fallback "
           f"{shipped.config.inference.empty_fallback}, post-processing {shipped.postprocess}; "
           f"{args.calibration} calibration images per fold from its training images\n")
-    print("| metric | float32 | int8 | median int8 − float32 | Wilcoxon p | int8 better / worse |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for metric in ("DC", "JI"):
-        a = {str(row["id"]): float(row[metric]) for row in rows["int8"]}  # type: ignore[arg-type]
-        b = {str(row["id"]): float(row[metric]) for row in rows["float32"]}  # type: ignore[arg-type]
-        test = paired_wilcoxon(a, b)
-        print(f"| {metric} | {np.mean(list(b.values())):.4f} | {np.mean(list(a.values())):.4f} | "
-              f"{test['median_difference']:+.4f} | {test['p_value']:.3g} | "
-              f"{sum(a[k] > b[k] for k in a)} / {sum(a[k] < b[k] for k in a)} |")
+    by_id = {precision: {str(row["id"]): row for row in table} for precision, table in rows.items()}
+    print(paired_table(by_id["int8"], by_id["float32"], ("int8", "float32")))  # type: ignore[arg-type]
     per_image = {precision: seconds / count for precision, seconds in network_seconds.items()}
     print(f"\nresize, network and resize back, 1 thread, per image: float32 {per_image['float32']:.4f} s, "
           f"int8 {per_image['int8']:.4f} s ({per_image['float32'] / per_image['int8']:.2f}x)")

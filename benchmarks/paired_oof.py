@@ -13,9 +13,7 @@ import argparse
 import glob
 import sys
 
-import numpy as np
-
-from skinnet.evaluation.comparison import paired_wilcoxon
+from skinnet.evaluation.comparison import paired_table
 from skinnet.runs import read_metrics_csv
 
 
@@ -41,16 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     first, second = scores(args.a), scores(args.b)
     ids = sorted(set(first) & set(second))
     print(f"{len(ids)} images scored by both ({len(first)} and {len(second)} in all)\n")
-    print(f"| metric | {args.names[0]} | {args.names[1]} | median difference | Wilcoxon p | better / worse |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for metric in ("DC", "JI"):
-        a = {key: first[key][metric] for key in ids}
-        b = {key: second[key][metric] for key in ids}
-        test = paired_wilcoxon(a, b)
-        better = sum(a[key] > b[key] for key in ids)
-        worse = sum(a[key] < b[key] for key in ids)
-        print(f"| {metric} | {np.mean(list(a.values())):.4f} | {np.mean(list(b.values())):.4f} | "
-              f"{test['median_difference']:+.4f} | {test['p_value']:.3g} | {better} / {worse} |")
+    print(paired_table(first, second, tuple(args.names)))
     return 0
 
 

@@ -142,3 +142,23 @@ def paired_wilcoxon(first: dict[str, float], second: dict[str, float]) -> dict[s
         test = stats.wilcoxon(diff)
         result.update(statistic=float(test.statistic), p_value=float(test.pvalue))
     return result
+
+
+def paired_table(first: dict[str, dict[str, float]], second: dict[str, dict[str, float]], names: tuple[str, str],
+                 metrics: tuple[str, ...] = ("DC", "JI")) -> str:
+    """Two sets of per-image scores (ID -> metric -> value) as a markdown table, over the IDs both have.
+
+    One row per metric: each side's mean, the median of ``first - second``, the paired Wilcoxon p-value
+    (:func:`paired_wilcoxon`) and on how many images ``first`` scores higher and lower.
+    """
+    ids = sorted(set(first) & set(second))
+    lines = [f"| metric | {names[0]} | {names[1]} | median {names[0]} − {names[1]} | Wilcoxon p | "
+             f"{names[0]} better / worse |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for metric in metrics:
+        a = {key: float(first[key][metric]) for key in ids}
+        b = {key: float(second[key][metric]) for key in ids}
+        test = paired_wilcoxon(a, b)
+        better, worse = sum(a[key] > b[key] for key in ids), sum(a[key] < b[key] for key in ids)
+        lines.append(f"| {metric} | {np.mean(list(a.values())):.4f} | {np.mean(list(b.values())):.4f} | "
+                     f"{test['median_difference']:+.4f} | {test['p_value']:.3g} | {better} / {worse} |")
+    return "\n".join(lines)
