@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from skinnet.cli import USER_ERRORS
+from skinnet.cli import user_errors
 from skinnet.config import Config, load_config
 from skinnet.data.io import write_json
 from skinnet.data.layout import find_pairs
@@ -237,7 +237,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     try:
         return run_job(parse_args(argv))
-    except USER_ERRORS as err:  # a bad path, split or override: the message says what to change
+    except user_errors() as err:  # a bad path, split or override: the message says what to change
         print(f"error: {err}", file=sys.stderr)
         return 2
 

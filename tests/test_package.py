@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 # Each is needed only by a command or extra that asks for it: the web app, augmentation, plots, ONNX, Dask.
 NOT_IMPORTED = ("albumentations", "fastapi", "uvicorn", "starlette", "matplotlib", "onnx", "onnxruntime",
                 "distributed", "selenium")
@@ -23,3 +25,30 @@ def test_import_skinnet_loads_no_optional_dependency_and_leaves_os_environ_alone
     top_level = {name.split(".")[0] for name in report["modules"]}
     assert not top_level & set(NOT_IMPORTED)
     assert report["environ"], "import skinnet changed os.environ"
+
+
+def test_the_cli_builds_its_parser_without_loading_torch() -> None:
+    # `skinnet --help` and a mistyped option must answer at once: the library loads inside the commands.
+    code = ("import json, sys; from skinnet.cli import build_parser; build_parser(); "
+            "print(json.dumps(sorted(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    top_level = {name.split(".")[0] for name in json.loads(result.stdout)}
+    assert not top_level & {"torch", "scipy", "safetensors", "skimage", *NOT_IMPORTED}
+
+
+def test_the_package_names_are_the_defining_modules_objects() -> None:
+    import importlib
+
+    import skinnet
+
+    for name in skinnet.__all__:
+        assert name in dir(skinnet)
+        value = getattr(skinnet, name)
+        if name != "__version__":
+            assert value is getattr(importlib.import_module(value.__module__), name)
+    from skinnet import Segmenter, runs  # a lazy name and a submodule, as `from skinnet import` gives them
+
+    assert Segmenter.__name__ == "Segmenter" and runs.__name__ == "skinnet.runs"
+    with pytest.raises(AttributeError, match="no attribute 'Segmentor'"):
+        skinnet.Segmentor  # noqa: B018

@@ -1,9 +1,9 @@
 """The ``skinnet`` command: parses arguments and calls the library; no logic lives here.
 
 One module per group of commands (:mod:`.training`, :mod:`.evaluation`, :mod:`.prediction`, :mod:`.app`),
-each registering its subcommands with ``add_commands``; library modules are imported inside the command
-functions, so ``skinnet --help`` and a typo's error stay instant. Every user error leaves through
-:func:`main`'s one error-to-exit-code path.
+each registering its subcommands with ``add_commands``. The library is imported inside the command
+functions, so ``skinnet --help`` and a mistyped option answer without loading torch
+(tests/test_package.py). Every user error leaves through :func:`main`'s one error-to-exit-code path.
 """
 
 from __future__ import annotations
@@ -13,17 +13,24 @@ import sys
 import warnings
 
 from skinnet.cli import app, evaluation, prediction, training
-from skinnet.config import ConfigError
-from skinnet.data.io import InputError
-from skinnet.data.layout import LayoutError
-from skinnet.data.splits import SplitError
-from skinnet.extras import MissingExtraError
-from skinnet.networks.files import ModelFileError
-from skinnet.runs import RunError
-from skinnet.training.epoch import TrainingError
 
-USER_ERRORS = (ConfigError, InputError, LayoutError, SplitError, ModelFileError, TrainingError, RunError,
-               MissingExtraError)
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors that are the user's to fix (a bad file, option, config or run folder): one line, exit 2.
+
+    Imported when an error is raised, not with the CLI, so that ``skinnet --help`` does not load torch.
+    """
+    from skinnet.config import ConfigError
+    from skinnet.data.io import InputError
+    from skinnet.data.layout import LayoutError
+    from skinnet.data.splits import SplitError
+    from skinnet.extras import MissingExtraError
+    from skinnet.networks.files import ModelFileError
+    from skinnet.runs import RunError
+    from skinnet.training.epoch import TrainingError
+
+    return (ConfigError, InputError, LayoutError, SplitError, ModelFileError, TrainingError, RunError,
+            MissingExtraError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,13 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     default_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
     try:
         return args.func(args)
-    except USER_ERRORS as err:
-        print(f"skinnet {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # an unwritable output folder, a full disk: the file and the reason suffice
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"skinnet {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
-        return 2
+    except Exception as err:
+        if isinstance(err, user_errors()):
+            print(f"skinnet {args.command}: error: {err}", file=sys.stderr)
+            return 2
+        if isinstance(err, OSError):  # an unwritable output folder, a full disk: the file and the reason suffice
+            where = f"{err.filename}: " if err.filename else ""
+            print(f"skinnet {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -59,4 +68,4 @@ def main(argv: list[str] | None = None) -> int:
         warnings.formatwarning = default_format
 
 
-__all__ = ["USER_ERRORS", "build_parser", "main"]
+__all__ = ["build_parser", "main", "user_errors"]

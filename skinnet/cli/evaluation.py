@@ -8,11 +8,11 @@ import sys
 
 from skinnet.cli.arguments import report_problems
 from skinnet.config import ConfigError
-from skinnet.data.io import json_safe
 from skinnet.extras import require
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from skinnet.data.io import json_safe
     from skinnet.evaluation.holdout import evaluate_holdout
     from skinnet.scoring import evaluate_folders
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from skinnet.cli.arguments import add_backend_options, backend_of, pixel_spacing, positive_int, report_problems
 from skinnet.config import ConfigError
-from skinnet.networks.files import ModelFileError
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -80,6 +79,7 @@ def cmd_merge_shards(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from skinnet.inference.model_guard import load_checked
     from skinnet.inference.onnx import export_onnx
+    from skinnet.networks.files import ModelFileError
     from skinnet.weights import default_model_path
 
     path = args.model or default_model_path()

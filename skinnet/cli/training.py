@@ -7,13 +7,11 @@ import json
 import os
 import time
 
-from skinnet import runs
 from skinnet.cli.arguments import fold_list, fold_or_all, run_arguments
-from skinnet.data.io import json_safe
-from skinnet.metrics import METRIC_NAMES
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from skinnet.metrics import METRIC_NAMES
     from skinnet.training.trainer import train_fold
 
     config, data, out = run_arguments(args)
@@ -35,6 +33,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
+    from skinnet import runs
     from skinnet.training.cv import format_summary, prepare_run, run_cv
 
     config, data, out = run_arguments(args)
@@ -49,6 +48,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
 
 def cmd_finalize(args: argparse.Namespace) -> int:
+    from skinnet.data.io import json_safe
     from skinnet.inference.finalize import finalize_model
 
     report = finalize_model(args.model, args.run, args.data, args.out, half=not args.float32)
