@@ -40,7 +40,7 @@ def fold_segmenters(weights: Path, calibration: list[np.ndarray], shipped: Segme
     """The fold model as float32 and int8 ONNX Runtime segmenters with the shipped inference choices."""
     model, config = load_checked(weights)
     files = {"float32": export_onnx(model, config, scratch / "float32.onnx"), "int8": scratch / "int8.onnx"}
-    quantize_onnx(files["float32"], files["int8"], calibration, config)
+    quantize_onnx(files["float32"], files["int8"], calibration)
     segmenters = {}
     for precision, path in files.items():
         engine = OnnxModel(path, threads=1)

@@ -98,7 +98,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"skipped calibration image {problem}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as scratch:
         float32 = export_onnx(model, config, Path(scratch) / "float32.onnx")
-        count = quantize_onnx(float32, args.onnx, images, config)
+        count = quantize_onnx(float32, args.onnx, images)
     print(f"{args.onnx} (int8, calibrated on {count} images)")
     return 0
 

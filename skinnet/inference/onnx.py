@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,17 @@ def cached_export(weights: Path) -> Path:
     return onnx_file
 
 
+def stored_config(metadata: Mapping[str, str], path: str | Path) -> Config:
+    """The run config that :func:`export_onnx` stored in an ONNX file's metadata (``key -> value``).
+
+    Raises:
+        ModelFileError: the file has none (it was not exported by skinnet).
+    """
+    if CONFIG_KEY not in metadata:
+        raise ModelFileError(f"{path}: ONNX file has no {CONFIG_KEY} metadata (not exported by skinnet)")
+    return config_from_dict(json.loads(metadata[CONFIG_KEY]))
+
+
 class OnnxModel:
     """ONNX Runtime session that maps normalised ``float32 (N, 3, H, W)`` to lesion probabilities.
 
@@ -114,9 +126,7 @@ class OnnxModel:
         except Exception as err:  # onnxruntime raises its own exception types for bad files
             raise ModelFileError(f"{path}: cannot load ONNX model ({err})") from err
         meta = self.session.get_modelmeta().custom_metadata_map
-        if CONFIG_KEY not in meta:
-            raise ModelFileError(f"{path}: ONNX file has no {CONFIG_KEY} metadata (not exported by skinnet)")
-        self.config = config_from_dict(json.loads(meta[CONFIG_KEY]))
+        self.config = stored_config(meta, path)
         self.precision = meta.get(PRECISION_KEY, "float32")
         if self.precision not in PRECISIONS:
             raise ModelFileError(f"{path}: unknown {PRECISION_KEY} {self.precision[:40]!r} in the ONNX metadata "

@@ -16,15 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from skinnet.config import Config
 from skinnet.data.cache import resize_image
 from skinnet.data.io import InputError, atomic_path, read_image
 from skinnet.data.layout import find_images
 from skinnet.data.normalize import prepare_input
 from skinnet.data.samples import SAMPLE_IMAGES
 from skinnet.extras import require
-from skinnet.inference.model_guard import load_checked
-from skinnet.inference.onnx import PRECISION_KEY, cached_export, onnx_path_for
+from skinnet.inference.onnx import PRECISION_KEY, cached_export, onnx_path_for, stored_config
 
 onnx = require("onnx", "onnx", "ONNX support")
 quantization = require("onnxruntime.quantization", "onnx", "ONNX support")
@@ -72,7 +70,7 @@ class _Calibration(quantization.CalibrationDataReader):
         return None if batch is None else {"image": batch}
 
 
-def quantize_onnx(source: str | Path, out: str | Path, images: Iterable[np.ndarray], config: Config) -> int:
+def quantize_onnx(source: str | Path, out: str | Path, images: Iterable[np.ndarray]) -> int:
     """Write an int8 copy of the float32 ONNX model ``source`` to ``out``, calibrated on ``images``.
 
     Args:
@@ -80,15 +78,17 @@ def quantize_onnx(source: str | Path, out: str | Path, images: Iterable[np.ndarr
         out: the int8 ``.onnx`` file (written atomically); it keeps ``source``'s config and records its
             precision and the number of calibration images in its metadata.
         images: RGB uint8 images of any size, prepared as inference prepares them (resize, colour constancy,
-            normalisation). A few dozen typical images suffice; they set each activation's range (min-max).
-        config: the model's config (input size and preprocessing).
+            normalisation) by the config stored in ``source``. A few dozen typical images suffice; they set
+            each activation's range (min-max).
 
     Returns:
         The number of calibration images used.
 
     Raises:
         ValueError: no calibration image was given.
+        ModelFileError: ``source`` holds no skinnet config.
     """
+    config = stored_config({entry.key: entry.value for entry in onnx.load(str(source)).metadata_props}, source)
     # prepared exactly as inference prepares them, so that the calibrated ranges are the ones met in use
     batches = [prepare_input(resize_image(image, config.data.image_size)[None], config.data) for image in images]
     if not batches:
@@ -130,6 +130,5 @@ def cached_int8(weights: Path) -> Path:
         images, problems = calibration_images([SAMPLE_IMAGES])
         if problems:  # the package's own files: a damaged install, refused rather than calibrated on fewer
             raise problems[0]
-        _, config = load_checked(weights)
-        quantize_onnx(cached_export(weights), int8_file, images, config)
+        quantize_onnx(cached_export(weights), int8_file, images)
     return int8_file

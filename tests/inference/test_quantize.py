@@ -53,7 +53,7 @@ def test_quantising_needs_calibration_images(tiny_model: Path, tmp_path: Path) -
     model, config = load_model(tiny_model)
     source = export_onnx(model, config, tmp_path / "float32.onnx")
     with pytest.raises(ValueError, match="no calibration images"):
-        quantize_onnx(source, tmp_path / "int8.onnx", [], config)
+        quantize_onnx(source, tmp_path / "int8.onnx", [])
     assert not (tmp_path / "int8.onnx").exists()
 
 
