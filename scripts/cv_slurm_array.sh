@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One cross-validation fold per SLURM array task, each on its own GPU (see docs/multi_gpu.md).
+# One cross-validation fold per SLURM array task, each on its own GPU (see docs/how-to/multi_gpu.md).
 #
 #   export CONFIG=configs/isic2017_paper.yaml DATA=/data/isic2017 RUN=runs/paper
 #   skinnet cv --config "$CONFIG" --data "$DATA" --out "$RUN" --prepare     # split + resize cache, once

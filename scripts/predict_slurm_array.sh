@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One shard of an archive prediction per SLURM array task (see docs/archive_prediction.md).
+# One shard of an archive prediction per SLURM array task (see docs/how-to/archive_prediction.md).
 #
 #   export IMAGES=/data/isic_archive OUT=/data/isic_archive_masks      # OUT on a file system every node sees
 #   job=$(sbatch --parsable --array=1-16 scripts/predict_slurm_array.sh)

@@ -54,7 +54,8 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
                         help="torch, or onnx: ONNX Runtime, faster on a CPU (default: torch; onnx with --int8)")
     parser.add_argument("--int8", action="store_true",
                         help="run the model's int8 copy on ONNX Runtime: about 2x faster on a CPU, the same "
-                             "out-of-fold Dice (quantised on first use and cached; docs/archive_prediction.md)")
+                             "out-of-fold Dice (quantised on first use and cached; "
+                             "docs/how-to/archive_prediction.md)")
 
 
 def backend_of(args: argparse.Namespace) -> str:

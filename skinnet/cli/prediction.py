@@ -135,7 +135,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                               "are added); its table is predictions.shard-K-of-N.csv (see merge-shards)")
     predict.add_argument("--dask", metavar="SCHEDULER",
                          help="run on a Dask cluster: its scheduler address (tcp://host:8786) or scheduler file; "
-                              "needs pip install 'skinnet[cluster]' (docs/archive_prediction.md)")
+                              "needs pip install 'skinnet[cluster]' (docs/how-to/archive_prediction.md)")
     predict.add_argument("--measurements", metavar="CSV",
                          help="write one row per image: every measurement with its unit (mm where the pixel "
                               "spacing is known), the confidence and its flag, the model file and SHA-256")
@@ -163,7 +163,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     export.add_argument("--onnx", required=True, help="output .onnx file")
     export.add_argument("--int8", action="store_true",
                         help="quantise to int8 (about 2x faster on a CPU; the masks change a little: "
-                             "docs/archive_prediction.md)")
+                             "docs/how-to/archive_prediction.md)")
     export.add_argument("--calibration", nargs="+", metavar="PATH",
                         help="with --int8: images or folders typical of the inputs, whose activation ranges "
                              "set the quantisation (default: the bundled ISIC sample images)")

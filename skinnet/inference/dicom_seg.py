@@ -13,7 +13,7 @@ Frame of Reference each segmentation pixel corresponds to the pixel of the refer
 and column (PS3.3 A.51.5.1). highdicom writes such a SEG for a single-frame source; the mask therefore has
 the source's rows and columns exactly, and no Pixel Measures (which Table A.51-2 allows only with a
 patient-relative Frame of Reference) or plane positions are written: the pixel spacing stays in the source
-image. See docs/dicom.md.
+image. See docs/how-to/dicom.md.
 """
 
 from __future__ import annotations

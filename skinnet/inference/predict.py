@@ -2,7 +2,7 @@
 
 Archive scale: a run can resume (images whose outputs a run of the same model and options finished are
 skipped), take a stable shard of the inputs, overlap decoding and writing with the network in worker
-threads, and run on a Dask cluster. See docs/archive_prediction.md.
+threads, and run on a Dask cluster. See docs/how-to/archive_prediction.md.
 """
 
 from __future__ import annotations

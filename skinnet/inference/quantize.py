@@ -3,7 +3,7 @@
 ONNX Runtime's static quantisation (QDQ format: weights int8 per output channel, activations uint8 with
 ranges calibrated on real images) runs the network about twice as fast on an x86 CPU as float32. The masks
 change a little, so it is an option, not the default: ``benchmarks/int8_oof.py`` measures what it costs out
-of fold (docs/archive_prediction.md, "A cheaper network").
+of fold (docs/results/speed.md, "int8").
 """
 
 from __future__ import annotations

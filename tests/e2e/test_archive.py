@@ -1,7 +1,7 @@
 """Archive runs of ``skinnet predict`` for real: killed and resumed, and sharded, against one uninterrupted run.
 
 The archive size is ``SKINNET_ARCHIVE_TEST_IMAGES`` (default 80 small images; the 500-image check in
-docs/archive_prediction.md is this test with the variable set to 500).
+docs/how-to/archive_prediction.md is this test with the variable set to 500).
 """
 
 from __future__ import annotations
