@@ -2,7 +2,7 @@
 
 Reads ``RUN/job.json`` and ``RUN/<network>/fold_0/`` and writes to ``OUT_DIR``:
 
-- ``results.md``: the table for the README (parameters, GFLOPs at the input size, training images/s and peak
+- ``results.md``: the table for docs/results (parameters, GFLOPs at the input size, training images/s and peak
   memory from the probe, epochs run, seconds per epoch, wall time, DC and JI), the paired two-sided Wilcoxon
   signed-rank tests (``scipy.stats.wilcoxon``) of per-image DC and JI, SkinNet − U-Net and SkinNet − no
   dilation, and what ran on which card; ``results.json``: the same numbers;
