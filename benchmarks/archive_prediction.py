@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from skinnet.batch.run import predict_files
 from skinnet.data.samples import SAMPLE_IMAGES
 from skinnet.inference.model_spec import ModelSpec
-from skinnet.inference.predict import predict_files
 
 # (name, worker threads, network threads, images per forward pass); the first is the baseline.
 Config = tuple[str, int, int | None, int]

@@ -1,7 +1,7 @@
 """Choose the confidence score and its threshold on a cross-validation run's out-of-fold predictions.
 
 Predicts every image of the run's split with the fold model that did not train on it, scores it (Dice
-against the truth, and both confidence scores of skinnet.inference.confidence), and reports per score the
+against the truth, and both confidence scores of skinnet.clinical.confidence), and reports per score the
 Spearman correlation with DC, the AUROC for DC below the cut-off, and the threshold with the most poor
 images caught within a false-alarm budget (skinnet.evaluation.confidence_oof). Writes
 ``OUT/confidence_oof.csv`` (one row per image), ``OUT/confidence_oof.json`` and ``OUT/confidence_oof.md``.

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from skinnet.batch.run import predict_files
 from skinnet.config import load_config
 from skinnet.data.io import read_image
 from skinnet.data.samples import SAMPLE_IMAGES
 from skinnet.inference.onnx import OnnxModel, export_onnx
-from skinnet.inference.predict import predict_files
 from skinnet.inference.segmenter import Segmenter
 from skinnet.networks import build_model
 from skinnet.weights import default_model_path

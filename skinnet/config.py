@@ -116,7 +116,7 @@ class InferenceConfig:
     empty_fallback: bool = False
     postprocess: list[str] = field(default_factory=list)
     tta: bool = False
-    # Per-image confidence (skinnet.inference.confidence): "tta" (agreement of the flip views) or "margin"
+    # Per-image confidence (skinnet.clinical.confidence): "tta" (agreement of the flip views) or "margin"
     # (probability margin along the outline); outlines scoring below confidence_threshold are flagged "check
     # this outline". These defaults serve models made without a choice; benchmarks/confidence_oof.py chooses
     # both on a run's out-of-fold predictions and writes them into a model (the shipped one has its own).

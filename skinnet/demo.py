@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from skinnet.batch.run import predict_files
+from skinnet.clinical.overlay import overlay
 from skinnet.config import Config, load_config
 from skinnet.data.io import read_image, read_mask, write_png
 from skinnet.data.layout import list_masks
 from skinnet.data.samples import SAMPLE_DATA
-from skinnet.inference.overlay import overlay
-from skinnet.inference.predict import predict_files
 from skinnet.inference.segmenter import Segmenter
 from skinnet.scoring import Evaluation, evaluate_folders
 from skinnet.training.trainer import train_fold

@@ -24,7 +24,7 @@ MM = " In millimetres where the pixel spacing is known (DICOM PixelSpacing or Im
 class LesionMeasurements(BaseModel):
     """Shape and colour of the predicted lesion (scikit-image regionprops and the project's asymmetry score);
     lengths in pixels and, where the pixel spacing is known, in millimetres. See
-    skinnet.inference.measurements."""
+    skinnet.clinical.measurements."""
 
     area_px: int = Field(description="Lesion pixels (the number of 255 pixels in the mask PNG).")
     area_percent: float = Field(description="Lesion area as a percentage of the image area.")
@@ -71,7 +71,7 @@ class LesionMeasurements(BaseModel):
 
 
 class ConfidenceResult(BaseModel):
-    """How far to trust the outline (skinnet.inference.confidence)."""
+    """How far to trust the outline (skinnet.clinical.confidence)."""
 
     score: float = Field(description="In [0, 1], higher is surer: agreement of the flip views (tta) or the "
                          "probability margin along the outline (margin).")

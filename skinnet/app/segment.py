@@ -17,10 +17,10 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 from PIL import Image
 
+from skinnet.clinical.confidence import uncertainty_png
+from skinnet.clinical.findings import Finding, ModelInfo, find
 from skinnet.data.dicom import read_source
 from skinnet.data.io import InputError
-from skinnet.inference.confidence import uncertainty_png
-from skinnet.inference.findings import Finding, ModelInfo, find
 from skinnet.inference.predictor import Predictor
 
 

@@ -42,10 +42,10 @@ from skinnet.app.schemas import (
 )
 from skinnet.app.segment import ApiError, ClientGone, Segmentation, image_id, segment_upload
 from skinnet.app.timeouts import BodyDeadline, BodyTimeout, HeaderDeadlineProtocol, timeout_response
+from skinnet.clinical.findings import ModelInfo
 from skinnet.config import ConfigError
 from skinnet.data.io import MAX_PIXELS, declared_size
 from skinnet.data.layout import mask_file_name
-from skinnet.inference.findings import ModelInfo
 from skinnet.inference.predictor import Predictor
 from skinnet.networks.files import ModelFileError
 from skinnet.version import __version__

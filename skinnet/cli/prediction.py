@@ -15,11 +15,11 @@ from skinnet.config import ConfigError
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from skinnet.batch.run import predict_files
+    from skinnet.batch.shard import Shard
+    from skinnet.batch.writers import predict_outputs, write_measurements
     from skinnet.devices import resolve_device
-    from skinnet.inference.findings import predict_outputs, write_measurements
     from skinnet.inference.model_spec import ModelSpec
-    from skinnet.inference.predict import predict_files
-    from skinnet.inference.shard import Shard
 
     if args.model and args.run:
         raise ConfigError("--model and --run both given: pass --model for one model file, or --run for the "
@@ -39,7 +39,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     segmenter = spec.load() if args.threads or args.dask else replace(spec, threads=cores).load()
     engine = None
     if args.dask:
-        from skinnet.inference.dask_engine import DaskEngine
+        from skinnet.batch.dask import DaskEngine
 
         engine = DaskEngine(spec, args.dask)
     writers, reader = predict_outputs(segmenter, args.overlay, args.probability, bool(args.measurements),
@@ -69,7 +69,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_merge_shards(args: argparse.Namespace) -> int:
-    from skinnet.inference.merge import merge_shard_tables
+    from skinnet.batch.merge import merge_shard_tables
 
     for table in args.tables:
         print(f"{table}: {merge_shard_tables(table)} rows")

@@ -49,7 +49,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
 def cmd_finalize(args: argparse.Namespace) -> int:
     from skinnet.data.io import json_safe
-    from skinnet.inference.finalize import finalize_model
+    from skinnet.selection.finalize import finalize_model
 
     report = finalize_model(args.model, args.run, args.data, args.out, half=not args.float32)
     print(json.dumps(json_safe(report), indent=1, allow_nan=False))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import math
@@ -315,3 +316,12 @@ def write_mask(path: str | Path, mask: np.ndarray) -> None:
     """Write a boolean mask as a single-channel 0/255 PNG atomically."""
     # uint8 throughout: np.where(mask, 255, 0) would build an int64 copy, 8 bytes a pixel.
     write_png(path, np.where(mask, np.uint8(255), np.uint8(0)))
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

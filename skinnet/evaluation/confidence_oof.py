@@ -4,7 +4,7 @@ Every image of a cross-validation run's split is predicted by the fold model tha
 (fold ``K``'s kept model for the IDs of fold ``K`` in the run's split, :mod:`skinnet.runs`), with its own
 threshold, TTA and post-processing unless overridden. For each image: its Dice coefficient against the
 truth (official conventions, :func:`skinnet.metrics.image_metrics`, at the image's size) and both
-confidence scores of :mod:`skinnet.inference.confidence`.
+confidence scores of :mod:`skinnet.clinical.confidence`.
 
 Per score: the Spearman rank correlation with DC (``scipy.stats.spearmanr``), the AUROC of the score for
 telling images with DC below the cut-off (0.7) from the rest (the Mann-Whitney U statistic divided by the
@@ -27,12 +27,11 @@ import numpy as np
 from scipy import stats
 
 from skinnet import runs
+from skinnet.clinical.confidence import WORK_SIDE, margin_score, no_outline, tta_score
+from skinnet.clinical.findings import model_threshold
 from skinnet.config import CONFIDENCE_METHODS, config_from_dict
-from skinnet.data.io import read_image, read_mask, write_bytes
+from skinnet.data.io import file_sha256, read_image, read_mask, write_bytes
 from skinnet.data.layout import find_pairs
-from skinnet.inference.confidence import WORK_SIDE, margin_score, no_outline, tta_score
-from skinnet.inference.findings import model_threshold
-from skinnet.inference.manifest import file_sha256
 from skinnet.metrics import image_metrics
 
 DC_CUTOFF = 0.7

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skinnet.batch.run import predict_files
 from skinnet.data.io import write_json
 from skinnet.data.layout import Pair, find_pairs
 from skinnet.inference.ensemble import Ensemble
-from skinnet.inference.predict import predict_files
 from skinnet.inference.predictor import Predictor
 from skinnet.runs import fold_models, read_metrics_csv, relative_to_run
 from skinnet.scoring import Evaluation, evaluate_folders

@@ -27,11 +27,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from skinnet import runs
+from skinnet.clinical.overlay import overlay
 from skinnet.data.io import read_image, read_mask, write_text
 from skinnet.data.layout import LayoutError, find_pairs, isic_folders, mask_file_name
 from skinnet.evaluation.holdout import TEST_SUBSET, HoldoutResult, evaluate_holdout
 from skinnet.evaluation.published import PUBLISHED_DATA, PUBLISHED_ROWS, PUBLISHED_SOURCE, TABLE_METRICS
-from skinnet.inference.overlay import overlay
 from skinnet.runs import RunError, read_log, read_metrics_csv
 
 PANELS = (("loss", "Loss (eq. 1)"), ("dc", "Dice coefficient (DC)"), ("ji", "Jaccard index (JI)"))

@@ -1,4 +1,4 @@
-"""Inference: predictors (a model file, or a run's fold ensemble) and what they write."""
+"""Inference: predictors (a model file, or a run's fold ensemble), their backends and post-processing."""
 
 from skinnet.inference.predictor import Predictor
 from skinnet.inference.segmenter import Segmenter

@@ -17,7 +17,7 @@ class Ensemble(Predictor):
     """Several segmenters as one: the mean of their lesion probabilities, then threshold and post-processing.
 
     A :class:`~skinnet.inference.predictor.Predictor`, so it goes wherever a segmenter does (e.g.
-    :func:`skinnet.inference.predict.predict_files`); its config is the first member's. Members may differ
+    :func:`skinnet.batch.run.predict_files`); its config is the first member's. Members may differ
     in input size: each resizes the image itself and its probability back to the image's size. Each member
     applies its own TTA setting; the threshold and post-processing apply once, to the mean.
 

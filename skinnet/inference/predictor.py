@@ -4,7 +4,7 @@ A subclass says only how to compute the probabilities (:meth:`Predictor.predict_
 the empty-mask fallback, the post-processing and the one-image shortcuts live here, once, so that a
 :class:`~skinnet.inference.segmenter.Segmenter`, an :class:`~skinnet.inference.ensemble.Ensemble` or any
 other model makes masks the same way and goes wherever a model is taken: batch prediction
-(:func:`skinnet.inference.predict.predict_files`), the web app and the holdout evaluation.
+(:func:`skinnet.batch.run.predict_files`), the web app and the holdout evaluation.
 """
 
 from __future__ import annotations

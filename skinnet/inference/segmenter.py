@@ -158,7 +158,7 @@ class Segmenter(Predictor):
 
         Returns:
             One ``float32 (4, h, w)`` per image: the image, then flipped left-right, up-down and both, each
-            flipped back; their disagreement is a confidence measure (:mod:`skinnet.inference.confidence`).
+            flipped back; their disagreement is a confidence measure (:mod:`skinnet.clinical.confidence`).
         """
         size = self.config.data.image_size
         out: list[np.ndarray] = []

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from skinnet import runs
+from skinnet.batch.run import predict_files
 from skinnet.budget import check_budget
 from skinnet.config import Config
 from skinnet.data.cache import CachedPairs, load_cached_pairs
@@ -32,7 +33,6 @@ from skinnet.data.io import remove_stale_temporaries
 from skinnet.data.layout import Pair, find_pairs
 from skinnet.data.splits import fold_ids
 from skinnet.data.transforms import training_augmentation
-from skinnet.inference.predict import predict_files
 from skinnet.inference.segmenter import Segmenter
 from skinnet.networks import build_model
 from skinnet.networks.files import save_weights

@@ -15,9 +15,9 @@ from PIL import Image
 
 from skinnet.app.background import serve_in_thread
 from skinnet.app.server import create_app
+from skinnet.clinical.measurements import measure
 from skinnet.data.dicom import read_dicom
 from skinnet.data.io import read_image
-from skinnet.inference.measurements import measure
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = sorted((REPO / "skinnet" / "sample_data" / "images").glob("*.jpg"))

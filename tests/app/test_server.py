@@ -27,8 +27,8 @@ from PIL import Image
 
 from skinnet.app.background import serve_in_thread
 from skinnet.app.server import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_QUEUE_SIZE, create_app
+from skinnet.clinical.measurements import measure
 from skinnet.data.io import read_image
-from skinnet.inference.measurements import measure
 from skinnet.inference.predictor import Predictor
 
 REPO = Path(__file__).resolve().parents[2]

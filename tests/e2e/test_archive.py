@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from skinnet.inference.store import JOURNALS
+from skinnet.batch.store import JOURNALS
 
 IMAGES = int(os.environ.get("SKINNET_ARCHIVE_TEST_IMAGES", "80"))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from skinnet.batch.merge import merge_shard_tables
+from skinnet.batch.shard import Shard, shard_number, shard_table
 from skinnet.data.io import InputError, write_csv
-from skinnet.inference.merge import merge_shard_tables
-from skinnet.inference.shard import Shard, shard_number, shard_table
 
 IDS = [f"ISIC_{number:07d}" for number in range(30)]
 COLUMNS = ["id", "image", "status", "reason", "mask"]

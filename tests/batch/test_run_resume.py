@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from skinnet.inference import outputs
-from skinnet.inference.predict import predict_files
+from skinnet.batch import writers
+from skinnet.batch.run import predict_files
+from skinnet.batch.store import JOURNALS
 from skinnet.inference.segmenter import Segmenter
-from skinnet.inference.store import JOURNALS
 from skinnet.networks.files import load_model, save_weights
 
 
@@ -88,14 +88,14 @@ def test_an_image_cut_off_after_its_record_is_recomputed(images: Path, tiny_mode
     predict_files(tta, [images], tmp_path / "ref", with_probability=True)
     predict_files(plain, [images], tmp_path, with_probability=True)  # another key's outputs in the folder
     ids = sorted(path.stem for path in images.iterdir())
-    real_write_mask = outputs.write_mask
+    real_write_mask = writers.write_mask
 
     def write_mask(path: Path, mask: object) -> None:
         if path.name.startswith(ids[2]):
             raise Killed  # after the journal record and the probability file, before the mask
         real_write_mask(path, mask)
 
-    monkeypatch.setattr(outputs, "write_mask", write_mask)
+    monkeypatch.setattr(writers, "write_mask", write_mask)
     with pytest.raises(Killed):
         predict_files(tta, [images], tmp_path, with_probability=True, resume=True)
     monkeypatch.undo()

@@ -9,9 +9,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from skinnet.config import load_config
-from skinnet.data.io import read_image
-from skinnet.inference.confidence import (
+from skinnet.clinical.confidence import (
     WORK_SIDE,
     assess,
     dice,
@@ -21,6 +19,8 @@ from skinnet.inference.confidence import (
     uncertainty_map,
     uncertainty_png,
 )
+from skinnet.config import load_config
+from skinnet.data.io import read_image
 from skinnet.inference.ensemble import Ensemble
 from skinnet.inference.segmenter import Segmenter
 from skinnet.networks import build_model

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from skinnet.inference.measurements import FERET_SIZE, colour_variegation, measure, spacing_pair
+from skinnet.clinical.measurements import FERET_SIZE, colour_variegation, measure, spacing_pair
 
 
 def disc(radius: float, size: int = 200, centre: tuple[float, float] = (100.3, 99.6)) -> np.ndarray:

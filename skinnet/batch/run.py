@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skinnet.batch.local import ProgressBar, Reader, run_local
+from skinnet.batch.manifest import run_identity
+from skinnet.batch.shard import Shard, shard_table
+from skinnet.batch.store import OutputStore
+from skinnet.batch.writers import OutputWriter, mask_name, standard_writers
 from skinnet.data.io import read_image, write_csv
 from skinnet.data.layout import find_images
-from skinnet.inference.manifest import run_identity
-from skinnet.inference.outputs import OutputWriter, mask_name, standard_writers
-from skinnet.inference.pipeline import ProgressBar, Reader, run_local
 from skinnet.inference.predictor import Predictor
-from skinnet.inference.shard import Shard, shard_table
-from skinnet.inference.store import OutputStore
 
 __all__ = ["TABLE", "PredictionReport", "mask_name", "predict_files"]
 
@@ -75,14 +75,14 @@ def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: s
         with_probability: also write the lesion probability as ``<id>_probability.png`` (0-255).
         strict: stop at the first bad file instead of reporting it and going on.
         writers: the outputs of each image, instead of the standard ones (see
-            :mod:`skinnet.inference.outputs`); ``with_overlay`` and ``with_probability`` are then ignored.
+            :mod:`skinnet.batch.writers`); ``with_overlay`` and ``with_probability`` are then ignored.
         resume: skip images whose outputs a run of the same model files and options finished.
         shard: predict only this shard's images (its table is ``predictions.shard-K-of-N.csv``).
         batch_size: images per forward pass.
         workers: threads each taking a batch from file to outputs (1: one batch after another).
         engine: run on a cluster instead of in this process (e.g. a
-            :class:`~skinnet.inference.dask_engine.DaskEngine`); ``segmenter`` then only names the model.
-        reader: reads one input file (see :func:`skinnet.inference.pipeline.predict_batch`).
+            :class:`~skinnet.batch.dask.DaskEngine`); ``segmenter`` then only names the model.
+        reader: reads one input file (see :func:`skinnet.batch.local.predict_batch`).
         progress: show a progress bar; ``None`` shows it on a terminal only.
     """
     out_dir = Path(out_dir)

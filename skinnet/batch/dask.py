@@ -3,7 +3,7 @@
 Dask distributed is an optional extra (``pip install "skinnet[cluster]"``). The driver sends chunks of
 work items (paths, not pixels) as tasks, at most four per worker thread at a time, so memory stays bounded
 however large the archive; each task reads, segments and commits its images with the same code as a local
-run (:func:`skinnet.inference.pipeline.run_local`), into the same output folder, which every worker must
+run (:func:`skinnet.batch.local.run_local`), into the same output folder, which every worker must
 see at the same path (a shared file system). A bad file is an outcome of its task, and a worker that dies
 fails only its own chunk: both are reported in the run's summary while the other tasks go on.
 """
@@ -17,11 +17,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from skinnet.batch.local import Outcome, Reader, run_local
+from skinnet.batch.store import OutputStore, WorkItem
 from skinnet.data.io import InputError
 from skinnet.extras import require
 from skinnet.inference.model_spec import ModelSpec
-from skinnet.inference.pipeline import Outcome, Reader, run_local
-from skinnet.inference.store import OutputStore, WorkItem
 
 TASKS_PER_THREAD = 4
 _LOADED: dict[ModelSpec, Any] = {}
@@ -60,7 +60,7 @@ def predict_chunk(spec: ModelSpec, items: Sequence[WorkItem], store: OutputStore
 
 
 class DaskEngine:
-    """Runs a prediction on a Dask cluster (see :func:`skinnet.inference.predict.predict_files`'s ``engine``).
+    """Runs a prediction on a Dask cluster (see :func:`skinnet.batch.run.predict_files`'s ``engine``).
 
     Args:
         spec: the model and options each worker loads.

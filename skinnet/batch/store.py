@@ -1,7 +1,7 @@
 """The output folder of a resumable run: which images are done, and writing one image's outputs safely.
 
 Each finished image is recorded in a journal, an append-only JSON-lines file per process under
-``OUT/.skinnet/journal/<run key>/`` (see :mod:`skinnet.inference.manifest` for the key), so shards and
+``OUT/.skinnet/journal/<run key>/`` (see :mod:`skinnet.batch.manifest` for the key), so shards and
 cluster workers never write the same file. Committing an image:
 
 1. deletes the outputs that an earlier run of another model or options left for it;
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from skinnet.batch.manifest import MANIFEST, read_manifest, run_key, write_manifest
+from skinnet.batch.writers import ImageResult, OutputWriter
 from skinnet.data.io import json_safe
-from skinnet.inference.manifest import MANIFEST, read_manifest, run_key, write_manifest
-from skinnet.inference.outputs import ImageResult, OutputWriter
 
 JOURNALS = Path(".skinnet") / "journal"
 # One open journal per process and folder, shared by every store unpickled in that process (cluster tasks).
@@ -51,8 +51,8 @@ class OutputStore:
 
     Args:
         out_dir: the output folder.
-        writers: the output writers (see :mod:`skinnet.inference.outputs`).
-        identity: what produced the outputs (:func:`skinnet.inference.manifest.run_identity`); ``None``
+        writers: the output writers (see :mod:`skinnet.batch.writers`).
+        identity: what produced the outputs (:func:`skinnet.batch.manifest.run_identity`); ``None``
             keeps no journal and no manifest: every image is computed (a model held only in memory).
     """
 

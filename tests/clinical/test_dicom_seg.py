@@ -10,9 +10,9 @@ import numpy as np
 import pydicom
 import pytest
 
+from skinnet.clinical.dicom_seg import build_dicom_seg, write_dicom_seg
 from skinnet.data.dicom import read_dicom
 from skinnet.data.io import read_image, read_mask
-from skinnet.inference.dicom_seg import build_dicom_seg, write_dicom_seg
 
 SAMPLES = Path(__file__).resolve().parents[2] / "skinnet" / "sample_data"
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+from skinnet.batch.dask import DaskEngine, import_distributed
+from skinnet.batch.run import predict_files
+from skinnet.batch.store import JOURNALS
 from skinnet.extras import MissingExtraError
-from skinnet.inference.dask_engine import DaskEngine, import_distributed
 from skinnet.inference.model_spec import ModelSpec
-from skinnet.inference.predict import predict_files
-from skinnet.inference.store import JOURNALS
 
 
 @pytest.fixture(scope="module")

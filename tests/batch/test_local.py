@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
+from skinnet.batch.local import Outcome, ProgressBar, predict_batch
+from skinnet.batch.run import predict_files
+from skinnet.batch.store import OutputStore, WorkItem
+from skinnet.batch.writers import ImageResult, OutputWriter
 from skinnet.data.io import InputError
-from skinnet.inference.outputs import ImageResult, OutputWriter
-from skinnet.inference.pipeline import Outcome, ProgressBar, predict_batch
-from skinnet.inference.predict import predict_files
 from skinnet.inference.segmenter import Segmenter
-from skinnet.inference.store import OutputStore, WorkItem
 
 
 @pytest.fixture(scope="module")

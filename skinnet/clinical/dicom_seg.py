@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from skinnet.data.io import atomic_path
-from skinnet.inference.outputs import ImageResult, OutputWriter
 from skinnet.version import __version__
 
 SERIES_NUMBER = 9901  # where viewers list it: after the acquisitions, in a series of its own
@@ -93,38 +92,3 @@ def write_dicom_seg(path: str | Path, source: Any, mask: np.ndarray, model_name:
     with atomic_path(path) as tmp:
         seg.save_as(tmp, enforce_file_format=True)
     return Path(path)
-
-
-def seg_name(image_id: str) -> str:
-    """The SEG's file name for an image ID: ``<id>_seg.dcm``."""
-    return f"{image_id}_seg.dcm"
-
-
-class DicomSegWriter(OutputWriter):
-    """``<id>_seg.dcm``: the mask as a DICOM Segmentation of the DICOM input it was predicted from.
-
-    Runs with this writer read their inputs with :func:`skinnet.data.dicom.read_dicom_only`, so an input
-    that is not DICOM fails with a one-line reason instead of lacking its SEG.
-
-    Args:
-        model: the model's identity (its file and SHA-256 name the algorithm and its version).
-    """
-
-    def __init__(self, model: Any) -> None:
-        self.name = Path(model.file.split(";")[0]).name if model.file else "model"
-        self.version = model.version or "unknown"
-
-    def files(self, image_id: str) -> list[str]:
-        return [seg_name(image_id)]
-
-    def fields(self, result: ImageResult) -> dict[str, Any]:
-        return {"dicom_seg": seg_name(result.id)}
-
-    def write(self, result: ImageResult, out_dir: Path) -> None:
-        dataset = getattr(result.source, "dataset", None)
-        if dataset is None:  # the reader lets only DICOM through; a caller's own reader may not
-            raise ValueError(f"{result.path}: not read as DICOM, so no DICOM Segmentation can reference it")
-        write_dicom_seg(out_dir / seg_name(result.id), dataset, result.mask, self.name, self.version)
-
-    def identity(self) -> dict[str, Any]:
-        return {"writer": type(self).__name__}

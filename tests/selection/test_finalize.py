@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from skinnet.inference.finalize import finalize_model, oof_metrics_path
 from skinnet.metrics import mean_metrics
 from skinnet.networks.files import ModelFileError, load_model, save_weights
 from skinnet.runs import read_metrics_csv
+from skinnet.selection.finalize import finalize_model, oof_metrics_path
 
 
 def test_finalize_records_the_choice_in_the_model(tiny_model: Path, sample_data: Path, tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from skinnet.batch.shard import Shard, shard_number, shard_table
 from skinnet.config import ConfigError
-from skinnet.inference.shard import Shard, shard_number, shard_table
 
 IDS = st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=60, unique=True)
 

@@ -1,4 +1,4 @@
-"""The per-image findings of a batch run: measurements in mm, confidence, model identity, uncertainty maps."""
+"""The writers of a batch run's findings: measurements in mm, confidence, model identity, uncertainty maps."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ import torch
 from PIL import Image
 from skimage.measure import regionprops
 
+from skinnet.batch.run import predict_files
+from skinnet.batch.writers import predict_outputs, write_measurements
+from skinnet.clinical.findings import TABLE_FIELDS
 from skinnet.config import ConfigError, load_config
 from skinnet.data.io import read_image, read_mask
-from skinnet.inference.findings import TABLE_FIELDS, predict_outputs, write_measurements
-from skinnet.inference.predict import predict_files
 from skinnet.inference.segmenter import Segmenter
 from skinnet.networks import build_model
 from skinnet.networks.files import save_weights
@@ -119,7 +120,7 @@ def test_a_cluster_run_gives_the_same_table_and_segs(model_file: Path, make_dico
     import pydicom
     from distributed import Client, LocalCluster
 
-    from skinnet.inference.dask_engine import DaskEngine
+    from skinnet.batch.dask import DaskEngine
     from skinnet.inference.model_spec import ModelSpec
 
     inputs = tmp_path / "in"

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from skinnet.batch.store import OutputStore, WorkItem
+from skinnet.batch.writers import ImageResult
 from skinnet.data.io import InputError, read_image
-from skinnet.inference.outputs import ImageResult
 from skinnet.inference.predictor import Predictor
-from skinnet.inference.store import OutputStore, WorkItem
 
 PADDING = np.zeros((16, 16, 3), np.uint8)
 

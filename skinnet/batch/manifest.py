@@ -13,22 +13,13 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from skinnet.data.io import write_json
+from skinnet.data.io import file_sha256, write_json
 from skinnet.version import __version__
 
 if TYPE_CHECKING:
     from skinnet.inference.predictor import Predictor
 
 MANIFEST = "manifest.json"
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def run_identity(predictor: Predictor, writers: list[Any]) -> dict[str, Any] | None:

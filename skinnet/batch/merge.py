@@ -11,8 +11,8 @@ import csv
 import re
 from pathlib import Path
 
+from skinnet.batch.shard import Shard, shard_number, shard_table
 from skinnet.data.io import InputError, write_csv
-from skinnet.inference.shard import Shard, shard_number, shard_table
 
 
 def shard_tables(path: Path) -> dict[tuple[int, int], Path]:

@@ -1,0 +1,1 @@
+"""Model selection on out-of-fold data: what a shipped model keeps (TTA, fallback, post-processing)."""
