@@ -9,15 +9,21 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from skinnet.cli.arguments import add_backend_options, backend_of, pixel_spacing, positive_int, report_problems
 from skinnet.config import ConfigError
+
+if TYPE_CHECKING:  # the library is imported inside the commands, so that --help does not load torch
+    from skinnet.batch.local import Reader
+    from skinnet.batch.writers import OutputWriter
+    from skinnet.inference.predictor import Predictor
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from skinnet.batch.run import predict_files
     from skinnet.batch.shard import Shard
-    from skinnet.batch.writers import predict_outputs, write_measurements
+    from skinnet.batch.writers import write_measurements
     from skinnet.devices import resolve_device
     from skinnet.inference.model_spec import ModelSpec
 
@@ -42,8 +48,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from skinnet.batch.dask import DaskEngine
 
         engine = DaskEngine(spec, args.dask)
-    writers, reader = predict_outputs(segmenter, args.overlay, args.probability, bool(args.measurements),
-                                      args.uncertainty, args.dicom_seg, args.pixel_spacing, spec)
+    writers, reader = predict_writers(args, segmenter)
     started = time.perf_counter()
     report = predict_files(segmenter, args.inputs, args.out, with_overlay=args.overlay,
                            with_probability=args.probability, strict=args.strict, resume=not args.overwrite,
@@ -66,6 +71,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rows = write_measurements(report.table, args.measurements)
         print(f"measurements of {rows} images: {args.measurements}", file=sys.stderr)
     return report_problems(report.failed)
+
+
+def predict_writers(args: argparse.Namespace, predictor: Predictor) -> tuple[list[OutputWriter], Reader]:
+    """The writers of ``predict``'s outputs, the mask last, and the reader of its inputs.
+
+    Raises:
+        ConfigError: ``--pixel-spacing`` without a measurement table to scale.
+    """
+    from skinnet.batch.writers import DicomSegWriter, FindingsWriter, standard_writers
+    from skinnet.clinical.findings import ModelInfo
+    from skinnet.data.dicom import read_dicom_only, read_source
+    from skinnet.data.io import read_image
+
+    findings = bool(args.measurements) or args.uncertainty
+    if args.pixel_spacing is not None and not findings:
+        raise ConfigError("--pixel-spacing only scales the measurement table: add --measurements FILE.csv")
+    *extras, mask = standard_writers(args.overlay, args.probability)
+    if findings:
+        extras.append(FindingsWriter(predictor, args.pixel_spacing, args.uncertainty))
+    if args.dicom_seg:
+        extras.append(DicomSegWriter(ModelInfo.of(predictor)))
+    # a SEG references a DICOM image, so its run refuses other inputs; findings read a DICOM file's spacing
+    reader = read_dicom_only if args.dicom_seg else read_source if findings else read_image
+    return [*extras, mask], reader
 
 
 def cmd_merge_shards(args: argparse.Namespace) -> int:
