@@ -44,7 +44,9 @@ from skinnet.app.segment import ApiError, ClientGone, Segmentation, image_id, se
 from skinnet.app.timeouts import BodyDeadline, BodyTimeout, HeaderDeadlineProtocol, timeout_response
 from skinnet.clinical.findings import ModelInfo
 from skinnet.config import ConfigError
-from skinnet.data.io import MAX_PIXELS, declared_size
+from skinnet.data.checks import MAX_PIXELS
+from skinnet.data.formats import ACCEPTED
+from skinnet.data.io import declared_size
 from skinnet.data.layout import mask_file_name
 from skinnet.inference.predictor import Predictor
 from skinnet.networks.files import ModelFileError
@@ -91,7 +93,7 @@ def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
         hosts: ``Host`` names answered (:func:`skinnet.app.headers.allowed_hosts`); default: loopback names.
         queue_pixels: pixels admitted at once, as the images' headers declare them; an image that would pass
             it is answered 503 like a full queue (one image alone is always admitted, up to the per-file
-            limits of :func:`skinnet.data.io.check_size`).
+            limits of :func:`skinnet.data.checks.check_size`).
     """
     if max_upload_bytes < 1 or workers < 1 or queue_size < workers:
         raise ValueError("need max_upload_bytes >= 1, workers >= 1 and queue_size >= workers")
@@ -110,8 +112,8 @@ def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
     except ImportError:
         make_app = FastAPI
     app = make_app(title="SkinNet", version=__version__, lifespan=lifespan, redoc_url=None,
-                   description="Skin lesion segmentation: upload a dermoscopy image (JPEG, PNG, TIFF, or a "
-                               "single-frame colour DICOM), get the lesion mask, its measurements (in mm where "
+                   description=f"Skin lesion segmentation: upload a dermoscopy image ({ACCEPTED}; DICOM: "
+                               "single-frame colour), get the lesion mask, its measurements (in mm where "
                                "the pixel spacing is known) and a confidence flag. Errors are JSON "
                                "{detail, code}.")
 
@@ -191,8 +193,8 @@ def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
                           "503 with a Retry-After header in seconds.")
     async def segment(
         request: Request,
-        file: Annotated[UploadFile, File(description="The image: JPEG, PNG, TIFF, BMP, ..., or a single-frame "
-                                                     "colour DICOM file")],
+        file: Annotated[UploadFile, File(description=f"The image: {ACCEPTED} (DICOM: a single-frame colour "
+                                                     "image)")],
         output: Annotated[Literal["json", "png"], Query(alias="format", description="json or png")] = "json",
         uncertainty: Annotated[bool, Query(description="Include the uncertainty map (uncertainty_png_base64)")]
         = False,

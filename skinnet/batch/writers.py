@@ -133,7 +133,7 @@ def seg_name(image_id: str) -> str:
 class DicomSegWriter(OutputWriter):
     """``<id>_seg.dcm``: the mask as a DICOM Segmentation of the DICOM input it was predicted from.
 
-    Runs with this writer read their inputs with :func:`skinnet.data.dicom.read_dicom_only`, so an input
+    Runs with this writer read their inputs with :func:`skinnet.data.io.read_dicom_only`, so an input
     that is not DICOM fails with a one-line reason instead of lacking its SEG.
 
     Args:

@@ -81,8 +81,7 @@ def predict_writers(args: argparse.Namespace, predictor: Predictor) -> tuple[lis
     """
     from skinnet.batch.writers import DicomSegWriter, FindingsWriter, standard_writers
     from skinnet.clinical.findings import ModelInfo
-    from skinnet.data.dicom import read_dicom_only, read_source
-    from skinnet.data.io import read_image
+    from skinnet.data.io import read_dicom_only, read_image, read_source
 
     findings = bool(args.measurements) or args.uncertainty
     if args.pixel_spacing is not None and not findings:

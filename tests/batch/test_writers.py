@@ -18,8 +18,7 @@ from skinnet.batch.run import predict_files
 from skinnet.batch.writers import DicomSegWriter, FindingsWriter, MaskWriter, write_measurements
 from skinnet.clinical.findings import TABLE_FIELDS, ModelInfo
 from skinnet.config import load_config
-from skinnet.data.dicom import read_dicom_only, read_source
-from skinnet.data.io import read_image, read_mask
+from skinnet.data.io import read_dicom_only, read_image, read_mask, read_source
 from skinnet.inference.segmenter import Segmenter
 from skinnet.networks import build_model
 from skinnet.networks.files import save_weights
