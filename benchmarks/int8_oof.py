@@ -27,18 +27,17 @@ from skinnet import runs
 from skinnet.data.io import read_image, read_mask, write_csv
 from skinnet.data.layout import find_pairs
 from skinnet.evaluation.comparison import paired_table
-from skinnet.inference.model_guard import load_checked
 from skinnet.inference.onnx import PRECISIONS, OnnxModel, export_onnx
 from skinnet.inference.quantize import CALIBRATION_IMAGES, quantize_onnx
 from skinnet.inference.segmenter import Segmenter
 from skinnet.metrics import image_metrics
-from skinnet.weights import default_model_path
+from skinnet.networks.files import load_model
 
 
 def fold_segmenters(weights: Path, calibration: list[np.ndarray], shipped: Segmenter,
                     scratch: Path) -> dict[str, Segmenter]:
     """The fold model as float32 and int8 ONNX Runtime segmenters with the shipped inference choices."""
-    model, config = load_checked(weights)
+    model, config = load_model(weights)
     files = {"float32": export_onnx(model, config, scratch / "float32.onnx"), "int8": scratch / "int8.onnx"}
     quantize_onnx(files["float32"], files["int8"], calibration)
     segmenters = {}
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", help="comma list of folds (default: all)")
     parser.add_argument("--limit", type=int, help="score only the first N images of each fold (a quick check)")
     args = parser.parse_args(argv)
-    shipped = Segmenter.from_file(args.model or default_model_path(), device="cpu")
+    shipped = Segmenter.from_file(args.model, device="cpu")  # by default the shipped model
     pairs = {pair.id: pair for pair in find_pairs(args.data).pairs}
     split = runs.read_split(args.run, sorted(pairs))
     folds = [int(k) for k in args.folds.split(",")] if args.folds else range(len(split))

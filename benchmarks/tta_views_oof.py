@@ -22,7 +22,6 @@ from skinnet.data.layout import find_pairs
 from skinnet.evaluation.comparison import paired_wilcoxon
 from skinnet.inference.segmenter import Segmenter
 from skinnet.metrics import image_metrics
-from skinnet.weights import default_model_path
 
 VIEWS = {"1 view": slice(0, 1), "2 views (image, left-right flip)": slice(0, 2), "4 views": slice(0, 4)}
 
@@ -33,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="the run's data")
     parser.add_argument("--model", help="whose post-processing and fallback to apply (default: the shipped model)")
     args = parser.parse_args(argv)
-    shipped = Segmenter.from_file(args.model or default_model_path(), device="cpu")
+    shipped = Segmenter.from_file(args.model, device="cpu")  # by default the shipped model
     pairs = {pair.id: pair for pair in find_pairs(args.data).pairs}
     scores: dict[str, dict[str, float]] = {name: {} for name in VIEWS}
     for fold, ids in enumerate(runs.read_split(args.run, sorted(pairs))):

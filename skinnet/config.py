@@ -235,7 +235,7 @@ def config_from_dict(values: dict[str, Any]) -> Config:
 # The range of every numeric field, as an interval ("[" closed, "(" open). Values outside it, NaN and infinity are
 # refused before anything is allocated; a model file's metadata goes through the same check, so a file cannot
 # ask for a width-4096 network or a 65536 px input. The limits sit far above any sensible run (the paper:
-# width 32, depth 4, 6 rates, 512 px); what a whole network may cost is bounded apart, in skinnet.budget.
+# width 32, depth 4, 6 rates, 512 px); what a whole network may cost is bounded apart, in skinnet.networks.budget.
 RANGES = {
     "model.width": "[1, 256]", "model.depth": "[1, 7]", "model.growth": "[1, 256]", "model.in_channels": "[1, 4]",
     "model.dilations": "[1, 512]",

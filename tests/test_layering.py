@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (  # lowest first
      "skinnet.weights", "skinnet._opencv"),
     ("skinnet.data",),
     ("skinnet.networks",),
-    ("skinnet.budget", "skinnet.runs", "skinnet.scoring"),
+    ("skinnet.runs", "skinnet.scoring"),
     ("skinnet.inference",),
     ("skinnet.clinical",),
     ("skinnet.batch",),

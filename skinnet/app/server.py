@@ -49,7 +49,6 @@ from skinnet.data.formats import ACCEPTED
 from skinnet.data.io import declared_size
 from skinnet.data.layout import mask_file_name
 from skinnet.inference.predictor import Predictor
-from skinnet.networks.files import ModelFileError
 from skinnet.version import __version__
 
 log = logging.getLogger(__name__)
@@ -312,7 +311,7 @@ def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 
     server can be reached there.
 
     Args:
-        model: model file; ``None`` takes the shipped model (:func:`skinnet.weights.default_model_path`).
+        model: model file; ``None`` takes the shipped model (:func:`skinnet.networks.files.model_path`).
         host: address to bind; the default answers only this machine.
         port: TCP port.
         device: ``auto``, ``cpu``, ``cuda``, ... (torch backend).
@@ -333,16 +332,13 @@ def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 
     import uvicorn
 
     from skinnet.inference.segmenter import Segmenter
-    from skinnet.weights import default_model_path
+    from skinnet.networks.files import model_path
 
     if max_upload_bytes < 1 or workers < 1 or queue_size < workers:
         raise ConfigError("need --max-upload-mb > 0, --workers >= 1 and --queue >= --workers")
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port}: a TCP port is 1 to 65535")
-    path = model or default_model_path()
-    if path is None:
-        raise ModelFileError("no model: pass --model PATH (a best.safetensors written by skinnet train or "
-                             "skinnet demo); this install has no shipped model in skinnet/weights/")
+    path = model_path(model)
     sock = bind(host, port)
     try:
         segmenter = Segmenter.from_file(path, device=device, backend=backend, precision=precision)

@@ -105,15 +105,10 @@ def cmd_merge_shards(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from skinnet.inference.model_guard import load_checked
     from skinnet.inference.onnx import export_onnx
-    from skinnet.networks.files import ModelFileError
-    from skinnet.weights import default_model_path
+    from skinnet.networks.files import load_model
 
-    path = args.model or default_model_path()
-    if path is None:
-        raise ModelFileError("no --model given and no shipped model found")
-    model, config = load_checked(path)
+    model, config = load_model(args.model)  # by default the shipped model
     if not args.int8:
         print(export_onnx(model, config, args.onnx))
         return 0

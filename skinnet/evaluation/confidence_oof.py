@@ -17,7 +17,6 @@ share of poor images it catches. The recommended score is the one with the large
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,10 +28,11 @@ from scipy import stats
 from skinnet import runs
 from skinnet.clinical.confidence import WORK_SIDE, margin_score, no_outline, tta_score
 from skinnet.clinical.findings import model_threshold
-from skinnet.config import CONFIDENCE_METHODS, config_from_dict
-from skinnet.data.io import file_sha256, read_image, read_mask, write_bytes
+from skinnet.config import CONFIDENCE_METHODS
+from skinnet.data.io import file_sha256, read_image, read_mask
 from skinnet.data.layout import find_pairs
 from skinnet.metrics import image_metrics
+from skinnet.networks.files import save_config
 
 DC_CUTOFF = 0.7
 MAX_FALSE_ALARM = 0.10
@@ -165,14 +165,4 @@ def store_confidence_choice(model: str | Path, out: str | Path, method: str, thr
     Raises:
         ConfigError: the method or threshold is not valid.
     """
-    from safetensors.torch import safe_open, save
-
-    with safe_open(str(model), framework="pt") as handle:
-        metadata = dict(handle.metadata() or {})
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
-    config = json.loads(metadata["config"])
-    config.setdefault("inference", {}).update(confidence=method, confidence_threshold=float(threshold))
-    config_from_dict(config)  # validates
-    metadata["config"] = json.dumps(config)
-    write_bytes(out, save(tensors, metadata=metadata))
-    return Path(out)
+    return save_config(model, out, {"inference": {"confidence": method, "confidence_threshold": float(threshold)}})

@@ -15,10 +15,8 @@ from skinnet.config import Config, ConfigError
 from skinnet.data.cache import resize_image
 from skinnet.data.normalize import prepare_input
 from skinnet.devices import resolve_device
-from skinnet.inference.model_guard import load_checked
 from skinnet.inference.predictor import Predictor, view_size
-from skinnet.networks.files import ModelFileError
-from skinnet.weights import default_model_path
+from skinnet.networks.files import load_model, model_path
 
 # An engine maps normalised float32 (N, 3, S, S) to lesion probabilities (N, S, S).
 Engine = Callable[[np.ndarray], np.ndarray]
@@ -104,11 +102,7 @@ class Segmenter(Predictor):
             ConfigError: an unknown backend or precision, int8 with the torch backend, or int8 asked of a
                 float32 ``.onnx`` file.
         """
-        if path is None:
-            path = default_model_path()
-            if path is None:
-                raise ModelFileError("no model given and no shipped model found in skinnet/weights/")
-        path = source = Path(path)
+        path = source = model_path(path)
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if precision not in (None, "float32", "int8"):
@@ -131,7 +125,7 @@ class Segmenter(Predictor):
             segmenter = cls(engine, engine.config, batch_size=batch_size, tta=tta, postprocess=postprocess)
         else:
             torch_device = resolve_device(device)
-            model, config = load_checked(path, torch_device)
+            model, config = load_model(path, torch_device)
             segmenter = cls(model, config, torch_device, batch_size, tta, postprocess)
         segmenter.model_files = [source]
         return segmenter

@@ -19,11 +19,10 @@ from skinnet import runs
 from skinnet.data.io import read_image, read_mask, write_csv, write_json
 from skinnet.data.layout import find_pairs
 from skinnet.data.splits import fold_ids
-from skinnet.inference.model_guard import load_checked
 from skinnet.inference.postprocess import apply_postprocessing, choose_postprocessing, threshold_mask
 from skinnet.inference.segmenter import Segmenter
 from skinnet.metrics import METRIC_NAMES, image_metrics, mean_metrics
-from skinnet.networks.files import save_weights
+from skinnet.networks.files import load_model, save_weights
 
 
 def out_of_fold_probabilities(run_dir: Path, data_root: str | Path, tta: bool) -> tuple[
@@ -68,7 +67,7 @@ def finalize_model(model_path: str | Path, run_dir: str | Path, data_root: str |
         The report: out-of-fold mean metrics for each choice, and what was kept.
     """
     run_dir, out = Path(run_dir), Path(out)
-    model, config = load_checked(model_path)
+    model, config = load_model(model_path)
     threshold = config.inference.threshold
     ids, truths, plain = out_of_fold_probabilities(run_dir, data_root, tta=False)
     _, _, flipped = out_of_fold_probabilities(run_dir, data_root, tta=True)
