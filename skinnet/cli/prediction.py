@@ -11,8 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from skinnet.batch.shard import TABLE
 from skinnet.cli.arguments import add_backend_options, backend_of, pixel_spacing, positive_int, report_problems
-from skinnet.config import ConfigError
+from skinnet.config import POSTPROCESS_STEPS, ConfigError
 
 if TYPE_CHECKING:  # the library is imported inside the commands, so that --help does not load torch
     from skinnet.batch.local import Reader
@@ -66,7 +67,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
               "(--overwrite recomputes them)", file=sys.stderr)
     if report.table is not None and shard is not None:
         print(f"shard {shard.index}/{shard.count}: table {report.table}; once every shard is done: "
-              f"skinnet merge-shards {Path(args.out) / 'predictions.csv'}", file=sys.stderr)
+              f"skinnet merge-shards {Path(args.out) / TABLE}", file=sys.stderr)
     if args.measurements and report.table is not None:
         rows = write_measurements(report.table, args.measurements)
         print(f"measurements of {rows} images: {args.measurements}", file=sys.stderr)
@@ -138,7 +139,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                          help="flip test-time augmentation (4x the compute); saved = the model's own choice")
     predict.add_argument("--postprocess", default="saved",
                          help="saved (the model's own choice), none, or a comma list of "
-                              "largest_component,fill_holes")
+                              f"{','.join(POSTPROCESS_STEPS)}")
     add_backend_options(predict)
     predict.add_argument("--threads", type=positive_int,
                          help="CPU threads of each network call, torch or ONNX Runtime (default: the cores "
@@ -155,7 +156,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                               "files and options finished are skipped)")
     predict.add_argument("--shard", metavar="K/N",
                          help="predict only shard K of N, chosen by a hash of each image ID (stable when files "
-                              "are added); its table is predictions.shard-K-of-N.csv (see merge-shards)")
+                              f"are added); its table is {Path(TABLE).stem}.shard-K-of-N.csv (see merge-shards)")
     predict.add_argument("--dask", metavar="SCHEDULER",
                          help="run on a Dask cluster: its scheduler address (tcp://host:8786) or scheduler file; "
                               "needs pip install 'skinnet[cluster]' (docs/archive_prediction.md)")
@@ -177,8 +178,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     merge = sub.add_parser("merge-shards", help="combine the per-shard tables of a sharded predict run")
     merge.add_argument("tables", nargs="+", metavar="TABLE",
-                       help="the whole run's table to write, e.g. OUT/predictions.csv: merges the "
-                            "OUT/predictions.shard-K-of-N.csv beside it, checking that no shard is missing")
+                       help=f"the whole run's table to write, e.g. OUT/{TABLE}: merges the "
+                            f"OUT/{Path(TABLE).stem}.shard-K-of-N.csv beside it, checking that no shard is "
+                            "missing")
     merge.set_defaults(func=cmd_merge_shards)
 
     export = sub.add_parser("export", help="export a model to ONNX (dynamic batch and image size)")
