@@ -27,10 +27,8 @@ from scipy import stats
 
 from skinnet import runs
 from skinnet.clinical.confidence import WORK_SIDE, margin_score, no_outline, tta_score
-from skinnet.clinical.findings import model_threshold
 from skinnet.config import CONFIDENCE_METHODS
 from skinnet.data.io import file_sha256, read_image, read_mask
-from skinnet.data.layout import find_pairs
 from skinnet.metrics import image_metrics
 from skinnet.networks.files import save_config
 
@@ -57,30 +55,22 @@ def score_run(run_dir: str | Path, data_root: str | Path, device: str = "auto", 
     """
     from skinnet.inference.segmenter import Segmenter
 
-    pairs = {pair.id: pair for pair in find_pairs(data_root).pairs}
     rows: list[dict[str, Any]] = []
     models: list[Path] = []
-    for fold, ids in enumerate(runs.read_split(run_dir)):
-        model = runs.fold_paths(run_dir, fold).best_weights
-        if not model.is_file():
-            if progress:
-                progress(f"fold {fold}: no {model.name}; its {len(ids)} images are left out")
-            continue
-        models.append(model)
-        segmenter = Segmenter.from_file(model, device=device, tta=tta, postprocess=postprocess)
-        threshold = model_threshold(segmenter)
-        for image_id in ids:
-            if image_id not in pairs:
-                continue
-            image, truth = read_image(pairs[image_id].image), read_mask(pairs[image_id].mask)
+    for fold in runs.out_of_fold(run_dir, data_root, on_missing=progress):
+        models.append(fold.model)
+        segmenter = Segmenter.from_file(fold.model, device=device, tta=tta, postprocess=postprocess)
+        threshold = segmenter.threshold
+        for pair in fold.validation:
+            image, truth = read_image(pair.image), read_mask(pair.mask)
             probability = segmenter.predict_proba(image)
             mask = segmenter.to_mask(probability)
             views = segmenter.predict_views_batch([image], WORK_SIDE)[0]
-            rows.append({"id": image_id, "fold": fold, "DC": image_metrics(truth, mask)["DC"],
+            rows.append({"id": pair.id, "fold": fold.fold, "DC": image_metrics(truth, mask)["DC"],
                          "tta": tta_score(views, threshold), "margin": margin_score(probability, mask, threshold),
                          "no_outline": no_outline(mask) or ""})
         if progress:
-            progress(f"fold {fold}: {sum(row['fold'] == fold for row in rows)} images scored with {model}")
+            progress(f"fold {fold.fold}: {len(fold.validation)} images scored with {fold.model}")
     return rows, models
 
 
