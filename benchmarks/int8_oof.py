@@ -25,20 +25,18 @@ import numpy as np
 
 from skinnet import runs
 from skinnet.data.io import read_image, read_mask, write_csv
-from skinnet.data.layout import find_pairs
 from skinnet.evaluation.comparison import paired_table
-from skinnet.inference.model_guard import load_checked
 from skinnet.inference.onnx import PRECISIONS, OnnxModel, export_onnx
 from skinnet.inference.quantize import CALIBRATION_IMAGES, quantize_onnx
 from skinnet.inference.segmenter import Segmenter
 from skinnet.metrics import image_metrics
-from skinnet.weights import default_model_path
+from skinnet.networks.files import load_model
 
 
 def fold_segmenters(weights: Path, calibration: list[np.ndarray], shipped: Segmenter,
                     scratch: Path) -> dict[str, Segmenter]:
     """The fold model as float32 and int8 ONNX Runtime segmenters with the shipped inference choices."""
-    model, config = load_checked(weights)
+    model, config = load_model(weights)
     files = {"float32": export_onnx(model, config, scratch / "float32.onnx"), "int8": scratch / "int8.onnx"}
     quantize_onnx(files["float32"], files["int8"], calibration)
     segmenters = {}
@@ -60,28 +58,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", help="comma list of folds (default: all)")
     parser.add_argument("--limit", type=int, help="score only the first N images of each fold (a quick check)")
     args = parser.parse_args(argv)
-    shipped = Segmenter.from_file(args.model or default_model_path(), device="cpu")
-    pairs = {pair.id: pair for pair in find_pairs(args.data).pairs}
-    split = runs.read_split(args.run, sorted(pairs))
-    folds = [int(k) for k in args.folds.split(",")] if args.folds else range(len(split))
+    shipped = Segmenter.from_file(args.model, device="cpu")  # by default the shipped model
+    folds = [int(k) for k in args.folds.split(",")] if args.folds else None
     rows: dict[str, list[dict[str, object]]] = {precision: [] for precision in PRECISIONS}
     network_seconds = {precision: 0.0 for precision in PRECISIONS}
-    for fold in folds:
-        training = sorted(key for other, ids in enumerate(split) if other != fold for key in ids)
-        drawn = random.Random(fold).sample(training, args.calibration)
-        calibration = [read_image(pairs[key].image) for key in sorted(drawn)]
+    for fold in runs.out_of_fold(args.run, args.data, folds, on_missing=lambda line: print(line, file=sys.stderr)):
+        training = {pair.id: pair for pair in fold.training}
+        drawn = random.Random(fold.fold).sample(sorted(training), args.calibration)
+        calibration = [read_image(training[key].image) for key in sorted(drawn)]
         with tempfile.TemporaryDirectory() as scratch:
-            segmenters = fold_segmenters(runs.fold_paths(args.run, fold).best_weights, calibration, shipped,
-                                         Path(scratch))
-            for key in split[fold][: args.limit]:
-                image, truth = read_image(pairs[key].image), read_mask(pairs[key].mask)
+            segmenters = fold_segmenters(fold.model, calibration, shipped, Path(scratch))
+            for pair in fold.validation[: args.limit]:
+                image, truth = read_image(pair.image), read_mask(pair.mask)
                 for precision, segmenter in segmenters.items():
                     started = time.perf_counter()
                     probability = segmenter.predict_proba(image)
                     network_seconds[precision] += time.perf_counter() - started
                     scores = image_metrics(truth, segmenter.to_mask(probability))
-                    rows[precision].append({"id": key, "fold": fold, **scores})
-        print(f"fold {fold}: {len(split[fold][: args.limit])} images", file=sys.stderr)
+                    rows[precision].append({"id": pair.id, "fold": fold.fold, **scores})
+        print(f"fold {fold.fold}: {len(fold.validation[: args.limit])} images", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for precision, table in rows.items():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from skinnet.data.io import MAX_ASPECT, MAX_PIXELS, MAX_SIDE
+from skinnet.data.checks import MAX_ASPECT, MAX_PIXELS, MAX_SIDE
 from skinnet.data.samples import SAMPLE_IMAGES
 
 SAMPLE = sorted(SAMPLE_IMAGES.glob("*.jpg"))[0]

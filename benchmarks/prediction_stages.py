@@ -34,7 +34,7 @@ from skinnet.data.cache import resize_image
 from skinnet.data.io import read_image, write_mask
 from skinnet.data.normalize import prepare_input
 from skinnet.inference.model_spec import ModelSpec
-from skinnet.inference.segmenter import FLIPS
+from skinnet.inference.predictor import FLIPS, flip
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from archive_prediction import make_images  # the same 1024x768 JPEGs as the end-to-end benchmark
@@ -47,9 +47,9 @@ def stage_functions(segmenter: Any, out_dir: Path) -> list[tuple[str, Callable[[
     def network(batch: np.ndarray) -> np.ndarray:  # as Segmenter: the flip views' mean at the input size
         if not segmenter.tta:
             return segmenter.engine(batch)[0]
-        views = np.concatenate([np.flip(batch, axes) if axes else batch for axes in FLIPS])
+        views = np.concatenate([flip(batch, axes, plane=2) for axes in FLIPS])
         probabilities = np.split(segmenter.engine(np.ascontiguousarray(views)), len(FLIPS))
-        return np.mean([np.flip(p, axes) if axes else p for p, axes in zip(probabilities, FLIPS, strict=True)],
+        return np.mean([flip(p, axes, plane=1) for p, axes in zip(probabilities, FLIPS, strict=True)],
                        axis=0)[0]
 
     def resize_back(probability: np.ndarray) -> np.ndarray:  # every benchmark image is 1024x768

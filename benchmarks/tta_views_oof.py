@@ -18,11 +18,9 @@ import numpy as np
 
 from skinnet import runs
 from skinnet.data.io import read_image, read_mask
-from skinnet.data.layout import find_pairs
 from skinnet.evaluation.comparison import paired_wilcoxon
 from skinnet.inference.segmenter import Segmenter
 from skinnet.metrics import image_metrics
-from skinnet.weights import default_model_path
 
 VIEWS = {"1 view": slice(0, 1), "2 views (image, left-right flip)": slice(0, 2), "4 views": slice(0, 4)}
 
@@ -33,20 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="the run's data")
     parser.add_argument("--model", help="whose post-processing and fallback to apply (default: the shipped model)")
     args = parser.parse_args(argv)
-    shipped = Segmenter.from_file(args.model or default_model_path(), device="cpu")
-    pairs = {pair.id: pair for pair in find_pairs(args.data).pairs}
+    shipped = Segmenter.from_file(args.model, device="cpu")  # by default the shipped model
     scores: dict[str, dict[str, float]] = {name: {} for name in VIEWS}
-    for fold, ids in enumerate(runs.read_split(args.run, sorted(pairs))):
-        model = Segmenter.from_file(runs.fold_paths(args.run, fold).best_weights, device="cpu",
-                                    postprocess=shipped.postprocess)
+    for fold in runs.out_of_fold(args.run, args.data, on_missing=lambda line: print(line, file=sys.stderr)):
+        model = Segmenter.from_file(fold.model, device="cpu", postprocess=shipped.postprocess)
         model.config.inference.empty_fallback = shipped.config.inference.empty_fallback
-        for key in ids:
-            views = model.predict_views_batch([read_image(pairs[key].image)])[0]
-            truth = read_mask(pairs[key].mask)
+        for pair in fold.validation:
+            views = model.predict_views_batch([read_image(pair.image)])[0]
+            truth = read_mask(pair.mask)
             for name, chosen in VIEWS.items():
                 mask = model.to_mask(views[chosen].mean(axis=0))
-                scores[name][key] = image_metrics(truth, mask)["DC"]
-        print(f"fold {fold}: {len(ids)} images", file=sys.stderr)
+                scores[name][pair.id] = image_metrics(truth, mask)["DC"]
+        print(f"fold {fold.fold}: {len(fold.validation)} images", file=sys.stderr)
     print(f"out-of-fold DC over {len(scores['4 views'])} images, post-processing {shipped.postprocess}, "
           f"empty fallback {shipped.config.inference.empty_fallback}\n")
     print("| views | DC | − 4 views: median, Wilcoxon p |\n| --- | ---: | ---: |")

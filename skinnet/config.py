@@ -10,6 +10,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,7 @@ class TrainConfig:
 
 MODEL_NAMES = ("skinnet", "unet")  # skinnet.networks.build_model builds each
 POSTPROCESS_STEPS = ("largest_component", "fill_holes")  # skinnet.inference.postprocess implements each
+BACKENDS = ("torch", "onnx")  # what runs the network of a skinnet.inference.segmenter.Segmenter
 ENCODERS = ("none", "efficientnet_lite0")
 # What a pretrained encoder fixes: how often it halves the resolution, and the input normalisation (on the
 # 0-255 scale) its ImageNet weights were trained with: (x - 127) / 128. skinnet.networks reads them here.
@@ -235,7 +237,7 @@ def config_from_dict(values: dict[str, Any]) -> Config:
 # The range of every numeric field, as an interval ("[" closed, "(" open). Values outside it, NaN and infinity are
 # refused before anything is allocated; a model file's metadata goes through the same check, so a file cannot
 # ask for a width-4096 network or a 65536 px input. The limits sit far above any sensible run (the paper:
-# width 32, depth 4, 6 rates, 512 px); what a whole network may cost is bounded apart, in skinnet.budget.
+# width 32, depth 4, 6 rates, 512 px); what a whole network may cost is bounded apart, in skinnet.networks.budget.
 RANGES = {
     "model.width": "[1, 256]", "model.depth": "[1, 7]", "model.growth": "[1, 256]", "model.in_channels": "[1, 4]",
     "model.dilations": "[1, 512]",
@@ -293,14 +295,27 @@ def validate(config: Config) -> None:
         raise ConfigError("train.schedule=step needs train.lr_milestones, e.g. [18, 26]")
     if config.data.color_constancy not in COLOR_CONSTANCY:
         raise ConfigError(f"data.color_constancy={config.data.color_constancy!r}: choose one of {COLOR_CONSTANCY}")
-    unknown = set(config.inference.postprocess) - set(POSTPROCESS_STEPS)
-    if unknown:
-        raise ConfigError(f"inference.postprocess: unknown steps {sorted(unknown)}; known: {POSTPROCESS_STEPS}")
+    check_postprocess(config.inference.postprocess, "inference.postprocess")
     if config.inference.confidence not in CONFIDENCE_METHODS:
         raise ConfigError(f"inference.confidence={config.inference.confidence!r}: "
                           f"choose one of {CONFIDENCE_METHODS}")
     if len(config.data.mean) != config.model.in_channels or len(config.data.std) != config.model.in_channels:
         raise ConfigError("data.mean and data.std need one value per input channel")
+
+
+def check_postprocess(steps: Sequence[str], where: str) -> None:
+    """Refuse a post-processing step that :mod:`skinnet.inference.postprocess` does not implement.
+
+    Args:
+        steps: the step names, from a config or given to a predictor.
+        where: what gave them, for the message.
+
+    Raises:
+        ConfigError: naming the unknown steps and the known ones.
+    """
+    unknown = sorted(set(steps) - set(POSTPROCESS_STEPS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown post-processing {unknown}; known: {', '.join(POSTPROCESS_STEPS)}")
 
 
 def _validate_encoder(config: Config) -> None:

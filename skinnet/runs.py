@@ -28,14 +28,15 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from skinnet.config import Config
 from skinnet.data.io import write_csv, write_json
-from skinnet.data.splits import load_folds, load_or_create_folds
+from skinnet.data.layout import Pair, find_pairs
+from skinnet.data.splits import fold_ids, load_folds, load_or_create_folds
 from skinnet.metrics import METRIC_NAMES
 
 SPLITS = "splits.json"
@@ -122,6 +123,50 @@ def read_split(run_dir: str | Path, ids: Sequence[str] | None = None) -> list[li
 def load_or_create_split(run_dir: str | Path, ids: Sequence[str], n_folds: int, seed: int) -> list[list[str]]:
     """The run's split, created from ``seed`` if absent (see :func:`skinnet.data.splits.load_or_create_folds`)."""
     return load_or_create_folds(splits_path(run_dir), list(ids), n_folds, seed)
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """One fold of a cross-validation run that kept a model: what its out-of-fold predictions need.
+
+    Attributes:
+        fold: the fold's number.
+        model: the model it kept (``fold_K/best.safetensors``).
+        validation: the pairs it was validated on and never trained on, in the split's order.
+        training: the pairs it was trained on.
+    """
+
+    fold: int
+    model: Path
+    validation: list[Pair]
+    training: list[Pair]
+
+
+def out_of_fold(run_dir: str | Path, data_root: str | Path, folds: Iterable[int] | None = None,
+                on_missing: Callable[[str], None] | None = None) -> Iterator[OutOfFold]:
+    """Each fold of a run (or each of ``folds``) that kept a model, with its pairs from ``data_root``: the one
+    loop over a run's out-of-fold data (model selection, confidence, the benchmarks).
+
+    Args:
+        run_dir: the cross-validation run.
+        data_root: the data it was trained on (any layout :func:`~skinnet.data.layout.find_pairs` reads).
+        folds: the folds to take, in this order; ``None``: every fold of the split.
+        on_missing: told, in one line, of each fold left out because it kept no model.
+
+    Raises:
+        RunError: the run folder has no split.
+        SplitError: the split names images the data does not have.
+    """
+    pairs = {pair.id: pair for pair in find_pairs(data_root).pairs}
+    split = read_split(run_dir, sorted(pairs))
+    for fold in range(len(split)) if folds is None else folds:
+        training, validation = fold_ids(split, fold)
+        model = fold_paths(run_dir, fold).best_weights
+        if not model.is_file():
+            if on_missing is not None:
+                on_missing(f"fold {fold}: no {model.name}; its {len(validation)} images are left out")
+            continue
+        yield OutOfFold(fold, model, [pairs[key] for key in validation], [pairs[key] for key in training])
 
 
 def share_split(source_run: str | Path, target_run: str | Path) -> None:

@@ -62,6 +62,24 @@ def test_fold_models_are_listed_in_fold_order(tmp_path: Path) -> None:
     assert [p.parent.name for p in runs.fold_models(tmp_path)] == ["fold_0", "fold_2", "fold_10"]
 
 
+def test_out_of_fold_gives_each_fold_that_kept_a_model_with_its_pairs(tmp_path: Path, sample_data: Path) -> None:
+    ids = sorted(path.stem for path in (sample_data / "images").glob("*.jpg"))[:9]
+    folds = runs.load_or_create_split(tmp_path, ids, 3, seed=0)
+    for fold in (0, 2):
+        runs.fold_paths(tmp_path, fold).folder.mkdir()
+        runs.fold_paths(tmp_path, fold).best_weights.write_bytes(b"")
+    missing: list[str] = []
+    found = list(runs.out_of_fold(tmp_path, sample_data, on_missing=missing.append))
+    assert [fold.fold for fold in found] == [0, 2]
+    assert missing == ["fold 1: no best.safetensors; its 3 images are left out"]
+    for fold in found:
+        assert fold.model == runs.fold_paths(tmp_path, fold.fold).best_weights
+        assert [pair.id for pair in fold.validation] == folds[fold.fold]
+        assert sorted(pair.id for pair in fold.training + fold.validation) == ids
+        assert all(pair.image.stem == pair.id and pair.mask.is_file() for pair in fold.validation)
+    assert [fold.fold for fold in runs.out_of_fold(tmp_path, sample_data, folds=[2])] == [2]
+
+
 def test_config_is_recorded_and_a_different_network_is_refused(tmp_path: Path) -> None:
     assert runs.read_config(tmp_path) is None
     runs.write_config(tmp_path, load_config(None, ["model.width=4"]))

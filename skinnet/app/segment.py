@@ -19,8 +19,7 @@ from PIL import Image
 
 from skinnet.clinical.confidence import uncertainty_png
 from skinnet.clinical.findings import Finding, ModelInfo, find
-from skinnet.data.dicom import read_source
-from skinnet.data.io import InputError
+from skinnet.data.io import InputError, read_source
 from skinnet.inference.predictor import Predictor
 
 

@@ -44,10 +44,11 @@ from skinnet.app.segment import ApiError, ClientGone, Segmentation, image_id, se
 from skinnet.app.timeouts import BodyDeadline, BodyTimeout, HeaderDeadlineProtocol, timeout_response
 from skinnet.clinical.findings import ModelInfo
 from skinnet.config import ConfigError
-from skinnet.data.io import MAX_PIXELS, declared_size
+from skinnet.data.checks import MAX_PIXELS
+from skinnet.data.formats import ACCEPTED
+from skinnet.data.io import declared_size
 from skinnet.data.layout import mask_file_name
 from skinnet.inference.predictor import Predictor
-from skinnet.networks.files import ModelFileError
 from skinnet.version import __version__
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
         hosts: ``Host`` names answered (:func:`skinnet.app.headers.allowed_hosts`); default: loopback names.
         queue_pixels: pixels admitted at once, as the images' headers declare them; an image that would pass
             it is answered 503 like a full queue (one image alone is always admitted, up to the per-file
-            limits of :func:`skinnet.data.io.check_size`).
+            limits of :func:`skinnet.data.checks.check_size`).
     """
     if max_upload_bytes < 1 or workers < 1 or queue_size < workers:
         raise ValueError("need max_upload_bytes >= 1, workers >= 1 and queue_size >= workers")
@@ -110,8 +111,8 @@ def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
     except ImportError:
         make_app = FastAPI
     app = make_app(title="SkinNet", version=__version__, lifespan=lifespan, redoc_url=None,
-                   description="Skin lesion segmentation: upload a dermoscopy image (JPEG, PNG, TIFF, or a "
-                               "single-frame colour DICOM), get the lesion mask, its measurements (in mm where "
+                   description=f"Skin lesion segmentation: upload a dermoscopy image ({ACCEPTED}; DICOM: "
+                               "single-frame colour), get the lesion mask, its measurements (in mm where "
                                "the pixel spacing is known) and a confidence flag. Errors are JSON "
                                "{detail, code}.")
 
@@ -191,8 +192,8 @@ def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
                           "503 with a Retry-After header in seconds.")
     async def segment(
         request: Request,
-        file: Annotated[UploadFile, File(description="The image: JPEG, PNG, TIFF, BMP, ..., or a single-frame "
-                                                     "colour DICOM file")],
+        file: Annotated[UploadFile, File(description=f"The image: {ACCEPTED} (DICOM: a single-frame colour "
+                                                     "image)")],
         output: Annotated[Literal["json", "png"], Query(alias="format", description="json or png")] = "json",
         uncertainty: Annotated[bool, Query(description="Include the uncertainty map (uncertainty_png_base64)")]
         = False,
@@ -310,7 +311,7 @@ def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 
     server can be reached there.
 
     Args:
-        model: model file; ``None`` takes the shipped model (:func:`skinnet.weights.default_model_path`).
+        model: model file; ``None`` takes the shipped model (:func:`skinnet.networks.files.model_path`).
         host: address to bind; the default answers only this machine.
         port: TCP port.
         device: ``auto``, ``cpu``, ``cuda``, ... (torch backend).
@@ -331,16 +332,13 @@ def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 
     import uvicorn
 
     from skinnet.inference.segmenter import Segmenter
-    from skinnet.weights import default_model_path
+    from skinnet.networks.files import model_path
 
     if max_upload_bytes < 1 or workers < 1 or queue_size < workers:
         raise ConfigError("need --max-upload-mb > 0, --workers >= 1 and --queue >= --workers")
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port}: a TCP port is 1 to 65535")
-    path = model or default_model_path()
-    if path is None:
-        raise ModelFileError("no model: pass --model PATH (a best.safetensors written by skinnet train or "
-                             "skinnet demo); this install has no shipped model in skinnet/weights/")
+    path = model_path(model)
     sock = bind(host, port)
     try:
         segmenter = Segmenter.from_file(path, device=device, backend=backend, precision=precision)

@@ -70,7 +70,7 @@ def predict_batch(segmenter: Predictor, items: Sequence[WorkItem], store: Output
     probabilities = segmenter.predict_proba_batch(images + padding)
     for (item, source), image, probability in zip(good, images, probabilities, strict=False):
         result = ImageResult(item.id, item.path, image, probability, segmenter.to_mask(probability),
-                             source=None if source is image else source)
+                             source=None if source is image else source, predictor=segmenter)
         store.commit(result, item.stale)
         outcomes.append(Outcome(item.id))
     return outcomes

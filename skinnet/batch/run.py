@@ -14,7 +14,7 @@ from typing import Any
 
 from skinnet.batch.local import ProgressBar, Reader, run_local
 from skinnet.batch.manifest import run_identity
-from skinnet.batch.shard import Shard, shard_table
+from skinnet.batch.shard import TABLE, Shard, shard_table
 from skinnet.batch.store import OutputStore
 from skinnet.batch.writers import OutputWriter, mask_name, standard_writers
 from skinnet.data.io import read_image, write_csv
@@ -23,7 +23,6 @@ from skinnet.inference.predictor import Predictor
 
 __all__ = ["TABLE", "PredictionReport", "mask_name", "predict_files"]
 
-TABLE = "predictions.csv"
 TABLE_COLUMNS = ["id", "image", "status", "reason"]
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from skinnet.config import ConfigError
 
+TABLE = "predictions.csv"  # a run's table, one row per image; a shard's is shard_table(TABLE, shard)
+
 
 @dataclass(frozen=True)
 class Shard:

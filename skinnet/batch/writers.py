@@ -43,6 +43,8 @@ class ImageResult:
         fields: the image's row in the run's table, filled by the writers' :meth:`OutputWriter.fields`.
         source: what the reader returned, where it gave more than pixels (an object with a ``pixels``
             attribute, e.g. a DICOM dataset and its pixel spacing); ``None`` otherwise.
+        predictor: the model that predicted it, for writers that ask it more (the flip views of the ``tta``
+            confidence); on a cluster worker, the model that worker loaded.
     """
 
     id: str
@@ -52,6 +54,7 @@ class ImageResult:
     mask: np.ndarray
     fields: dict[str, Any] = field(default_factory=dict)
     source: Any = None
+    predictor: Predictor | None = None
 
 
 class OutputWriter:
@@ -130,7 +133,7 @@ def seg_name(image_id: str) -> str:
 class DicomSegWriter(OutputWriter):
     """``<id>_seg.dcm``: the mask as a DICOM Segmentation of the DICOM input it was predicted from.
 
-    Runs with this writer read their inputs with :func:`skinnet.data.dicom.read_dicom_only`, so an input
+    Runs with this writer read their inputs with :func:`skinnet.data.io.read_dicom_only`, so an input
     that is not DICOM fails with a one-line reason instead of lacking its SEG.
 
     Args:
@@ -161,42 +164,36 @@ class FindingsWriter(OutputWriter):
     """Adds each image's measurements, confidence and model to its table row; optionally writes its
     uncertainty map, ``<id>_uncertainty.png`` (0 sure to 255 unsure).
 
+    The ``tta`` confidence runs the flip views of the predictor that made each result
+    (:attr:`ImageResult.predictor`): on a cluster worker, the model that worker loaded.
+
     Args:
-        segmenter: the model of the run (the ``tta`` confidence runs its flip views).
+        predictor: the model of the run: its files and confidence settings, recorded in each row and in the
+            run's identity.
         pixel_spacing: mm per pixel for images whose file gives none.
         uncertainty: also write ``<id>_uncertainty.png``.
-        spec: the run's :class:`~skinnet.inference.model_spec.ModelSpec`, for cluster workers, which
-            receive this writer without the segmenter and load the model from the spec.
     """
 
-    def __init__(self, segmenter: Predictor, pixel_spacing: PixelSpacing | None = None, uncertainty: bool = False,
-                 spec: Any = None) -> None:
-        self.segmenter = segmenter
-        # Absolute, as the cluster engine sends it: a worker then finds the model it loaded for the run.
-        self.spec = spec.absolute() if spec is not None else None
-        self.model = ModelInfo.of(segmenter)
+    def __init__(self, predictor: Predictor, pixel_spacing: PixelSpacing | None = None,
+                 uncertainty: bool = False) -> None:
+        self.model = ModelInfo.of(predictor)
         self.pixel_spacing = spacing_pair(pixel_spacing)
         self.uncertainty = uncertainty
-        inference = segmenter.config.inference
+        inference = predictor.config.inference
         self.settings = {"confidence": inference.confidence, "threshold": inference.confidence_threshold,
                          "pixel_spacing": self.pixel_spacing, "uncertainty": uncertainty}
         self._maps: dict[str, np.ndarray] = {}  # from fields() to write(), per image (commit runs both)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "segmenter": None, "_maps": {}}
-
-    def _segmenter(self) -> Predictor:
-        if self.segmenter is None:  # on a cluster worker: the model the worker loaded for this run
-            from skinnet.batch.dask import _worker_segmenter
-
-            self.segmenter = _worker_segmenter(self.spec)
-        return self.segmenter
+        return {**self.__dict__, "_maps": {}}
 
     def files(self, image_id: str) -> list[str]:
         return [f"{image_id}_uncertainty.png"] if self.uncertainty else []
 
     def fields(self, result: ImageResult) -> dict[str, Any]:
-        finding, uncertainty = find(self._segmenter(), result.image, result.probability, result.mask, self.model,
+        if result.predictor is None:
+            raise ValueError(f"{result.path}: a result without its predictor has no confidence to report")
+        finding, uncertainty = find(result.predictor, result.image, result.probability, result.mask, self.model,
                                     result.source, self.pixel_spacing, self.uncertainty)
         if uncertainty is not None:
             self._maps[result.id] = uncertainty
@@ -223,50 +220,3 @@ def write_measurements(table: str | Path, out: str | Path) -> int:
                 for row in rows]
     write_csv(out, out_rows, TABLE_FIELDS)
     return len(out_rows)
-
-
-def predict_outputs(segmenter: Predictor, with_overlay: bool = False, with_probability: bool = False,
-                    measurements: bool = False, uncertainty: bool = False, dicom_seg: bool = False,
-                    pixel_spacing: PixelSpacing | None = None,
-                    spec: Any = None) -> tuple[list[OutputWriter] | None, Any]:
-    """The writers and the reader of a ``predict`` run with the clinical outputs asked for.
-
-    Args:
-        segmenter: the run's model.
-        with_overlay: ``<id>_overlay.png``.
-        with_probability: ``<id>_probability.png``.
-        measurements: measurements, confidence and model in each image's table row (``--measurements``).
-        uncertainty: ``<id>_uncertainty.png`` (and the same row).
-        dicom_seg: ``<id>_seg.dcm``; inputs must then be DICOM.
-        pixel_spacing: mm per pixel for images whose file gives none.
-        spec: the run's model spec (cluster workers load the model from it).
-
-    Returns:
-        ``(writers, reader)`` for :func:`skinnet.batch.run.predict_files`: ``(None, read_image)``
-        when no clinical output is asked for (the standard outputs, read as before).
-
-    Raises:
-        ConfigError: a pixel spacing without a measurement table, or one that is not positive.
-    """
-    from skinnet.config import ConfigError
-    from skinnet.data.dicom import read_dicom_only, read_source
-    from skinnet.data.io import read_image
-
-    if pixel_spacing is not None and not (measurements or uncertainty):
-        raise ConfigError("--pixel-spacing only scales the measurement table: add --measurements FILE.csv")
-    try:
-        pixel_spacing = spacing_pair(pixel_spacing)
-    except ValueError as err:
-        raise ConfigError(f"--pixel-spacing: {err}") from err
-    if not (measurements or uncertainty or dicom_seg):
-        return None, read_image
-    *extras, mask = standard_writers(with_overlay, with_probability)
-    if measurements or uncertainty:
-        extras.append(FindingsWriter(segmenter, pixel_spacing, uncertainty, spec))
-    if dicom_seg:
-        try:
-            import highdicom  # noqa: F401 - checked here, before any image is segmented
-        except ImportError as err:  # pragma: no cover - highdicom is in requirements.txt
-            raise ConfigError("--dicom-seg needs highdicom (pip install -r requirements.txt)") from err
-        extras.append(DicomSegWriter(ModelInfo.of(segmenter)))
-    return [*extras, mask], read_dicom_only if dicom_seg else read_source

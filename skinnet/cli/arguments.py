@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from skinnet.config import Config, ConfigError, load_config
+from skinnet.config import BACKENDS, Config, ConfigError, load_config
 
 
 def fold_or_all(text: str) -> str:
@@ -50,7 +50,7 @@ def fold_list(text: str) -> list[int]:
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
     """``--backend`` and ``--int8``, as ``predict`` and ``serve`` take them (see :func:`backend_of`)."""
-    parser.add_argument("--backend", choices=["torch", "onnx"],
+    parser.add_argument("--backend", choices=BACKENDS,
                         help="torch, or onnx: ONNX Runtime, faster on a CPU (default: torch; onnx with --int8)")
     parser.add_argument("--int8", action="store_true",
                         help="run the model's int8 copy on ONNX Runtime: about 2x faster on a CPU, the same "

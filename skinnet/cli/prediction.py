@@ -9,15 +9,22 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from skinnet.batch.shard import TABLE
 from skinnet.cli.arguments import add_backend_options, backend_of, pixel_spacing, positive_int, report_problems
-from skinnet.config import ConfigError
+from skinnet.config import POSTPROCESS_STEPS, ConfigError
+
+if TYPE_CHECKING:  # the library is imported inside the commands, so that --help does not load torch
+    from skinnet.batch.local import Reader
+    from skinnet.batch.writers import OutputWriter
+    from skinnet.inference.predictor import Predictor
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from skinnet.batch.run import predict_files
     from skinnet.batch.shard import Shard
-    from skinnet.batch.writers import predict_outputs, write_measurements
+    from skinnet.batch.writers import write_measurements
     from skinnet.devices import resolve_device
     from skinnet.inference.model_spec import ModelSpec
 
@@ -42,8 +49,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from skinnet.batch.dask import DaskEngine
 
         engine = DaskEngine(spec, args.dask)
-    writers, reader = predict_outputs(segmenter, args.overlay, args.probability, bool(args.measurements),
-                                      args.uncertainty, args.dicom_seg, args.pixel_spacing, spec)
+    writers, reader = predict_writers(args, segmenter)
     started = time.perf_counter()
     report = predict_files(segmenter, args.inputs, args.out, with_overlay=args.overlay,
                            with_probability=args.probability, strict=args.strict, resume=not args.overwrite,
@@ -61,11 +67,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
               "(--overwrite recomputes them)", file=sys.stderr)
     if report.table is not None and shard is not None:
         print(f"shard {shard.index}/{shard.count}: table {report.table}; once every shard is done: "
-              f"skinnet merge-shards {Path(args.out) / 'predictions.csv'}", file=sys.stderr)
+              f"skinnet merge-shards {Path(args.out) / TABLE}", file=sys.stderr)
     if args.measurements and report.table is not None:
         rows = write_measurements(report.table, args.measurements)
         print(f"measurements of {rows} images: {args.measurements}", file=sys.stderr)
     return report_problems(report.failed)
+
+
+def predict_writers(args: argparse.Namespace, predictor: Predictor) -> tuple[list[OutputWriter], Reader]:
+    """The writers of ``predict``'s outputs, the mask last, and the reader of its inputs.
+
+    Raises:
+        ConfigError: ``--pixel-spacing`` without a measurement table to scale.
+    """
+    from skinnet.batch.writers import DicomSegWriter, FindingsWriter, standard_writers
+    from skinnet.clinical.findings import ModelInfo
+    from skinnet.data.io import read_dicom_only, read_image, read_source
+
+    findings = bool(args.measurements) or args.uncertainty
+    if args.pixel_spacing is not None and not findings:
+        raise ConfigError("--pixel-spacing only scales the measurement table: add --measurements FILE.csv")
+    *extras, mask = standard_writers(args.overlay, args.probability)
+    if findings:
+        extras.append(FindingsWriter(predictor, args.pixel_spacing, args.uncertainty))
+    if args.dicom_seg:
+        extras.append(DicomSegWriter(ModelInfo.of(predictor)))
+    # a SEG references a DICOM image, so its run refuses other inputs; findings read a DICOM file's spacing
+    reader = read_dicom_only if args.dicom_seg else read_source if findings else read_image
+    return [*extras, mask], reader
 
 
 def cmd_merge_shards(args: argparse.Namespace) -> int:
@@ -77,15 +106,10 @@ def cmd_merge_shards(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from skinnet.inference.model_guard import load_checked
     from skinnet.inference.onnx import export_onnx
-    from skinnet.networks.files import ModelFileError
-    from skinnet.weights import default_model_path
+    from skinnet.networks.files import load_model
 
-    path = args.model or default_model_path()
-    if path is None:
-        raise ModelFileError("no --model given and no shipped model found")
-    model, config = load_checked(path)
+    model, config = load_model(args.model)  # by default the shipped model
     if not args.int8:
         print(export_onnx(model, config, args.onnx))
         return 0
@@ -115,7 +139,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                          help="flip test-time augmentation (4x the compute); saved = the model's own choice")
     predict.add_argument("--postprocess", default="saved",
                          help="saved (the model's own choice), none, or a comma list of "
-                              "largest_component,fill_holes")
+                              f"{','.join(POSTPROCESS_STEPS)}")
     add_backend_options(predict)
     predict.add_argument("--threads", type=positive_int,
                          help="CPU threads of each network call, torch or ONNX Runtime (default: the cores "
@@ -132,7 +156,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                               "files and options finished are skipped)")
     predict.add_argument("--shard", metavar="K/N",
                          help="predict only shard K of N, chosen by a hash of each image ID (stable when files "
-                              "are added); its table is predictions.shard-K-of-N.csv (see merge-shards)")
+                              f"are added); its table is {Path(TABLE).stem}.shard-K-of-N.csv (see merge-shards)")
     predict.add_argument("--dask", metavar="SCHEDULER",
                          help="run on a Dask cluster: its scheduler address (tcp://host:8786) or scheduler file; "
                               "needs pip install 'skinnet[cluster]' (docs/how-to/archive_prediction.md)")
@@ -154,8 +178,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     merge = sub.add_parser("merge-shards", help="combine the per-shard tables of a sharded predict run")
     merge.add_argument("tables", nargs="+", metavar="TABLE",
-                       help="the whole run's table to write, e.g. OUT/predictions.csv: merges the "
-                            "OUT/predictions.shard-K-of-N.csv beside it, checking that no shard is missing")
+                       help=f"the whole run's table to write, e.g. OUT/{TABLE}: merges the "
+                            f"OUT/{Path(TABLE).stem}.shard-K-of-N.csv beside it, checking that no shard is "
+                            "missing")
     merge.set_defaults(func=cmd_merge_shards)
 
     export = sub.add_parser("export", help="export a model to ONNX (dynamic batch and image size)")

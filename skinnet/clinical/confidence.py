@@ -36,6 +36,8 @@ import numpy as np
 from scipy import ndimage
 
 from skinnet.config import CONFIDENCE_METHODS
+from skinnet.inference.predictor import view_size
+from skinnet.metrics import image_metrics
 
 METHODS = CONFIDENCE_METHODS
 WORK_SIDE = 256
@@ -64,13 +66,6 @@ class Confidence:
         return asdict(self)
 
 
-def _work_shape(shape: tuple[int, ...]) -> tuple[int, int]:
-    """``(height, width)`` shrunk so that the longer side is at most ``WORK_SIDE``."""
-    height, width = shape[:2]
-    scale = min(1.0, WORK_SIDE / max(height, width))
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
 def _shrink(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if array.shape[:2] == shape:
         return array.astype(np.float32, copy=False)
@@ -96,7 +91,7 @@ def margin_score(probability: np.ndarray, mask: np.ndarray, threshold: float) ->
     """The ``margin`` score: mean probability margin in a band around the outline of ``mask`` (0 if none)."""
     if no_outline(mask):
         return 0.0
-    shape = _work_shape(mask.shape)
+    shape = view_size(*mask.shape[:2], WORK_SIDE)
     small = _shrink(mask, shape) >= 0.5
     if no_outline(small):  # a lesion too small (or a background too thin) to survive the shrinking
         small = cv2.resize(mask.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
@@ -107,18 +102,12 @@ def margin_score(probability: np.ndarray, mask: np.ndarray, threshold: float) ->
     return float(pixel_margin(_shrink(probability, shape), threshold)[band].mean())
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice coefficient of two boolean masks; 1.0 when both are empty."""
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
-
-
 def tta_score(views: np.ndarray, threshold: float) -> float:
     """The ``tta`` score of ``(V, h, w)`` view probabilities: mean Dice of each view's mask with the consensus."""
     consensus = views.mean(axis=0) > threshold
     if no_outline(consensus):
         return 0.0
-    return float(np.mean([dice(view > threshold, consensus) for view in views]))
+    return float(np.mean([image_metrics(consensus, view > threshold)["DC"] for view in views]))
 
 
 def assess(method: str, threshold: float, probability: np.ndarray, mask: np.ndarray, model_threshold: float,

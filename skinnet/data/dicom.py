@@ -1,6 +1,7 @@
 """Reading single-frame colour DICOM images (dermoscopic and other visible-light photographs) with pydicom.
 
-A DICOM file is recognised by its ``DICM`` marker (byte 128), whatever its name. What is read:
+A DICOM file is recognised by its ``DICM`` marker (byte 128), whatever its name
+(:func:`skinnet.data.formats.is_dicom`; :func:`skinnet.data.io.read_source` sends it here). What is read:
 
 * single-frame images only: a multi-frame file is refused rather than silently reduced to its first frame;
 * colour only: ``RGB``, ``YBR_FULL``, ``YBR_FULL_422`` (converted to RGB by pydicom), ``YBR_ICT`` and
@@ -14,7 +15,7 @@ A DICOM file is recognised by its ``DICM`` marker (byte 128), whatever its name.
   ``ImagerPixelSpacing`` (0018,1164), else the Pixel Measures of the shared functional groups; in mm,
   ``(row, column)`` (the distance between the centres of adjacent rows, then of adjacent columns).
 
-Every problem is an :class:`~skinnet.data.io.InputError` naming the file, so a batch reports it and goes on.
+Every problem is an :class:`~skinnet.data.checks.InputError` naming the file, so a batch reports it and goes on.
 pydicom is imported only when a DICOM file is met.
 """
 
@@ -27,9 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from skinnet.data.io import UNOPENABLE, InputError, check_size, read_image, unopenable
+from skinnet.data.checks import UNOPENABLE, InputError, check_size, unopenable
 
-DICOM_SUFFIXES = {".dcm", ".dicom"}
 COLOUR_INTERPRETATIONS = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
 
 
@@ -49,16 +49,6 @@ class SourceImage:
     pixel_spacing_mm: tuple[float, float] | None
     spacing_source: str | None
     dataset: Any = None
-
-
-def is_dicom(path: str | Path) -> bool:
-    """Whether the file starts like a DICOM Part 10 file (128-byte preamble, then ``DICM``)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
 
 
 def _pydicom(path: Path) -> Any:
@@ -213,22 +203,3 @@ def read_dicom(path: str | Path) -> SourceImage:
     spacing, source = pixel_spacing(ds)
     del ds.PixelData  # the SEG needs the attributes, not the pixels; keeps a batch's memory flat
     return SourceImage(pixels, spacing, source, ds)
-
-
-def read_source(path: str | Path) -> SourceImage:
-    """Any input image: DICOM (by content) with its spacing and dataset, else :func:`read_image`'s RGB.
-
-    Raises:
-        InputError: the file cannot be used; the message names it and says why.
-    """
-    if is_dicom(path):
-        return read_dicom(path)
-    return SourceImage(read_image(path), None, None)
-
-
-def read_dicom_only(path: str | Path) -> SourceImage:
-    """:func:`read_dicom`, refusing other formats with a one-line reason (for DICOM-only outputs)."""
-    if not is_dicom(path):
-        raise InputError(path, "not a DICOM file (no DICM marker): a DICOM Segmentation (--dicom-seg) can only "
-                               "reference a DICOM image")
-    return read_dicom(path)

@@ -22,78 +22,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# Larger images are refused before decoding: 100 megapixels is far above any dermoscope
-# (the ISIC 2017 originals reach 30 MP) and keeps a decompression bomb from exhausting memory.
-MAX_PIXELS = 100_000_000
-# The area alone does not bound the cost: a 2 x 49,000,000 strip is legal by area, yet every step after
-# decoding (resizing, padding, outlines) works per row or per column. Dermoscopes give about 4:3 frames.
-MAX_SIDE = 16_384
-MAX_ASPECT = 8
-# The only decoders that ever see a file's bytes (DICOM is recognised apart, see skinnet.data.dicom). Pillow
-# picks a decoder from the content, whatever the name: without this list a PostScript file called lesion.jpg
-# would be handed to Ghostscript.
-ALLOWED_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP")
-ACCEPTED = "JPEG, PNG, TIFF, BMP, WebP or DICOM"
-# Formats recognised by their first bytes only to say what a refused file is; none of them is ever decoded.
-REFUSED_SIGNATURES = ((b"%!PS", "PostScript"), (b"\xc5\xd0\xd3\xc6", "PostScript (EPS)"), (b"%PDF", "PDF"),
-                      (b"GIF8", "GIF"), (b"<?xml", "XML or SVG"), (b"<svg", "SVG"), (b"\x00\x00\x01\x00", "ICO"),
-                      (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"), (b"\xffO\xffQ", "JPEG 2000"),
-                      (b"8BPS", "Photoshop (PSD)"), (b"#?RADIANCE", "Radiance HDR"), (b"icns", "Apple icon"))
+from skinnet.data.checks import MAX_PIXELS, UNOPENABLE, InputError, check_size, unopenable
+from skinnet.data.dicom import SourceImage, read_dicom
+from skinnet.data.formats import PILLOW_FORMATS, is_dicom, refused_reason
+
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 # Rows converted at a time: the RGB copy of a strip stays small even for the largest legal image.
 STRIP_ROWS = 512
-
-
-class InputError(ValueError):
-    """A file that cannot be used, with the file and the reason."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-
-def check_size(path: str | Path, width: int, height: int) -> None:
-    """Refuse, before decoding, an image whose area, longest side or aspect ratio is over the limits.
-
-    Raises:
-        InputError: naming the size and the limit it breaks.
-    """
-    if width * height > MAX_PIXELS:
-        raise InputError(path, f"image of {width}x{height} pixels exceeds the limit of {MAX_PIXELS:,} "
-                               "(refused as a possible decompression bomb)")
-    if max(width, height) > MAX_SIDE:
-        raise InputError(path, f"image of {width}x{height} pixels: a side is longer than the limit of "
-                               f"{MAX_SIDE:,} pixels")
-    if max(width, height) > MAX_ASPECT * max(min(width, height), 1):
-        raise InputError(path, f"image of {width}x{height} pixels: more than {MAX_ASPECT} times as long as it "
-                               "is wide (not a photograph of a lesion)")
-
-
-def unaccepted_reason(path: str | Path) -> str:
-    """Why Pillow found no accepted decoder for a file: what its first bytes say it is, if we know."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
-    except OSError:
-        head = b""
-    known = next((name for signature, name in REFUSED_SIGNATURES if head.startswith(signature)), None)
-    if known:
-        return f"not a readable image: the file is {known}, not one of the accepted formats ({ACCEPTED})"
-    return f"not a readable image (not {ACCEPTED}, or a corrupt file)"
-
-
-# OS errors that keep a file from being opened at all, and what every reader says about them.
-UNOPENABLE = (FileNotFoundError, IsADirectoryError, PermissionError)
-
-
-def unopenable(path: str | Path, err: OSError) -> InputError:
-    """The one-line error for one of :data:`UNOPENABLE` met opening ``path``."""
-    if isinstance(err, FileNotFoundError):
-        return InputError(path, "no such file")
-    if isinstance(err, IsADirectoryError):
-        return InputError(path, "is a directory, not an image")
-    return InputError(path, "permission denied")
 
 
 def _open(path: str | Path) -> Image.Image:
@@ -104,7 +39,7 @@ def _open(path: str | Path) -> Image.Image:
         with warnings.catch_warnings():
             # PIL warns from 89 megapixels on; MAX_PIXELS below is the limit that applies here.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path, formats=ALLOWED_FORMATS)
+            image = Image.open(path, formats=PILLOW_FORMATS)
         try:
             check_size(path, *image.size)
         except InputError:
@@ -117,7 +52,7 @@ def _open(path: str | Path) -> Image.Image:
     except UNOPENABLE as err:
         raise unopenable(path, err) from err
     except UnidentifiedImageError as err:
-        raise InputError(path, unaccepted_reason(path)) from err
+        raise InputError(path, refused_reason(path)) from err
     except Image.DecompressionBombError as err:
         raise InputError(path, f"image declares more than {MAX_PIXELS:,} pixels "
                                "(refused as a possible decompression bomb)") from err
@@ -131,7 +66,7 @@ def declared_size(data: bytes) -> tuple[int, int] | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+            with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as image:
                 return image.size
     except Exception:  # the header is unreadable: the worker's read says why
         return None
@@ -150,10 +85,32 @@ def read_image(path: str | Path) -> np.ndarray:
     Raises:
         InputError: the file is missing, empty, not an image, corrupt, truncated or too large.
     """
-    from skinnet.data.dicom import is_dicom, read_dicom
+    return read_source(path).pixels
 
+
+def read_source(path: str | Path) -> SourceImage:
+    """Any input image: DICOM (by content) with its spacing and dataset, else Pillow's RGB (see
+    :func:`read_image`). The one place a file goes to pydicom or to Pillow.
+
+    Raises:
+        InputError: the file cannot be used; the message names it and says why.
+    """
     if is_dicom(path):
-        return read_dicom(path).pixels
+        return read_dicom(path)
+    return SourceImage(_read_picture(path), None, None)
+
+
+def read_dicom_only(path: str | Path) -> SourceImage:
+    """:func:`skinnet.data.dicom.read_dicom`, refusing other formats with a one-line reason (for DICOM-only
+    outputs)."""
+    if not is_dicom(path):
+        raise InputError(path, "not a DICOM file (no DICM marker): a DICOM Segmentation (--dicom-seg) can only "
+                               "reference a DICOM image")
+    return read_dicom(path)
+
+
+def _read_picture(path: str | Path) -> np.ndarray:
+    """A Pillow-decoded image as RGB ``uint8`` in its displayed orientation (see :func:`read_image`)."""
     image = _open(path)
     try:
         ImageOps.exif_transpose(image, in_place=True)

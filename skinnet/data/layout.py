@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skinnet.data.io import InputError
+from skinnet.data.checks import InputError
+from skinnet.data.formats import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom"}
 MASK_SUFFIX = "_segmentation"
 IGNORED_SUFFIXES = ("_superpixels", MASK_SUFFIX)
 ISIC_SUBSETS = ("Training", "Validation", "Test_v2")

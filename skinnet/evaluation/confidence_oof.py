@@ -17,7 +17,6 @@ share of poor images it catches. The recommended score is the one with the large
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,11 +27,10 @@ from scipy import stats
 
 from skinnet import runs
 from skinnet.clinical.confidence import WORK_SIDE, margin_score, no_outline, tta_score
-from skinnet.clinical.findings import model_threshold
-from skinnet.config import CONFIDENCE_METHODS, config_from_dict
-from skinnet.data.io import file_sha256, read_image, read_mask, write_bytes
-from skinnet.data.layout import find_pairs
+from skinnet.config import CONFIDENCE_METHODS
+from skinnet.data.io import file_sha256, read_image, read_mask
 from skinnet.metrics import image_metrics
+from skinnet.networks.files import save_config
 
 DC_CUTOFF = 0.7
 MAX_FALSE_ALARM = 0.10
@@ -57,30 +55,22 @@ def score_run(run_dir: str | Path, data_root: str | Path, device: str = "auto", 
     """
     from skinnet.inference.segmenter import Segmenter
 
-    pairs = {pair.id: pair for pair in find_pairs(data_root).pairs}
     rows: list[dict[str, Any]] = []
     models: list[Path] = []
-    for fold, ids in enumerate(runs.read_split(run_dir)):
-        model = runs.fold_paths(run_dir, fold).best_weights
-        if not model.is_file():
-            if progress:
-                progress(f"fold {fold}: no {model.name}; its {len(ids)} images are left out")
-            continue
-        models.append(model)
-        segmenter = Segmenter.from_file(model, device=device, tta=tta, postprocess=postprocess)
-        threshold = model_threshold(segmenter)
-        for image_id in ids:
-            if image_id not in pairs:
-                continue
-            image, truth = read_image(pairs[image_id].image), read_mask(pairs[image_id].mask)
+    for fold in runs.out_of_fold(run_dir, data_root, on_missing=progress):
+        models.append(fold.model)
+        segmenter = Segmenter.from_file(fold.model, device=device, tta=tta, postprocess=postprocess)
+        threshold = segmenter.threshold
+        for pair in fold.validation:
+            image, truth = read_image(pair.image), read_mask(pair.mask)
             probability = segmenter.predict_proba(image)
             mask = segmenter.to_mask(probability)
             views = segmenter.predict_views_batch([image], WORK_SIDE)[0]
-            rows.append({"id": image_id, "fold": fold, "DC": image_metrics(truth, mask)["DC"],
+            rows.append({"id": pair.id, "fold": fold.fold, "DC": image_metrics(truth, mask)["DC"],
                          "tta": tta_score(views, threshold), "margin": margin_score(probability, mask, threshold),
                          "no_outline": no_outline(mask) or ""})
         if progress:
-            progress(f"fold {fold}: {sum(row['fold'] == fold for row in rows)} images scored with {model}")
+            progress(f"fold {fold.fold}: {len(fold.validation)} images scored with {fold.model}")
     return rows, models
 
 
@@ -165,14 +155,4 @@ def store_confidence_choice(model: str | Path, out: str | Path, method: str, thr
     Raises:
         ConfigError: the method or threshold is not valid.
     """
-    from safetensors.torch import safe_open, save
-
-    with safe_open(str(model), framework="pt") as handle:
-        metadata = dict(handle.metadata() or {})
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
-    config = json.loads(metadata["config"])
-    config.setdefault("inference", {}).update(confidence=method, confidence_threshold=float(threshold))
-    config_from_dict(config)  # validates
-    metadata["config"] = json.dumps(config)
-    write_bytes(out, save(tensors, metadata=metadata))
-    return Path(out)
+    return save_config(model, out, {"inference": {"confidence": method, "confidence_threshold": float(threshold)}})

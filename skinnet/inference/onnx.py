@@ -17,8 +17,7 @@ from skinnet.config import Config, config_from_dict
 from skinnet.data.cache import default_cache_dir
 from skinnet.data.io import atomic_path
 from skinnet.extras import require
-from skinnet.inference.model_guard import load_checked
-from skinnet.networks.files import ModelFileError
+from skinnet.networks.files import ModelFileError, load_model
 
 # Optional (the 'onnx' extra): without them, importing this module says in one line how to install them.
 onnx = require("onnx", "onnx", "ONNX support")
@@ -93,7 +92,7 @@ def cached_export(weights: Path) -> Path:
     """The float32 ONNX export of a weights file: exported on first use (atomically), then reused."""
     onnx_file = onnx_path_for(weights)
     if not onnx_file.exists():
-        model, config = load_checked(weights)
+        model, config = load_model(weights)
         export_onnx(model, config, onnx_file)
     return onnx_file
 

@@ -17,18 +17,28 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from skinnet.config import Config, ConfigError
-from skinnet.inference.postprocess import STEPS, apply_postprocessing, threshold_mask
+from skinnet.config import Config, check_postprocess
+from skinnet.inference.postprocess import apply_postprocessing, threshold_mask
 
 if TYPE_CHECKING:
     import torch
 
-# The flip views as axes of an (H, W, C) image: the image, flipped left-right, up-down, and both.
-IMAGE_FLIPS = [(), (1,), (0,), (0, 1)]
+# The flip views, in the order every list of views keeps: the image, flipped left-right, up-down, and
+# both, as axes of the (height, width) plane (see flip).
+FLIPS: tuple[tuple[int, ...], ...] = ((), (1,), (0,), (0, 1))
+
+
+def flip(array: np.ndarray, axes: tuple[int, ...], plane: int = 0) -> np.ndarray:
+    """``array`` flipped along the plane axes ``axes`` (one of :data:`FLIPS`), its (height, width) plane
+    starting at axis ``plane``: 0 for an ``(H, W, C)`` image or an ``(H, W)`` map, 1 for ``(N, H, W)``
+    maps, 2 for an ``(N, C, H, W)`` batch. A flip is its own inverse: flipping a view's map back is the same
+    call."""
+    return np.flip(array, tuple(plane + axis for axis in axes)) if axes else array
 
 
 def view_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
-    """``(height, width)`` shrunk, keeping the aspect, so that the longer side is at most ``max_side``."""
+    """``(height, width)`` shrunk, keeping the aspect, so that the longer side is at most ``max_side``: the
+    one rule for every map made smaller than its image (flip views, confidence scores)."""
     if max_side is not None and max(height, width) > max_side:
         scale = max_side / max(height, width)
         return max(1, round(height * scale)), max(1, round(width * scale))
@@ -64,9 +74,7 @@ class Predictor(ABC):
         self.postprocess = list(config.inference.postprocess if postprocess is None else postprocess)
         self.model_files: list[Path] = []
         self._threshold = threshold
-        unknown = set(self.postprocess) - set(STEPS)
-        if unknown:
-            raise ConfigError(f"unknown post-processing {sorted(unknown)}; known: {', '.join(STEPS)}")
+        check_postprocess(self.postprocess, "postprocess")
 
     @property
     def threshold(self) -> float:
@@ -115,15 +123,14 @@ class Predictor(ABC):
             One ``float32 (V, h, w)`` per image: the image, then flipped left-right, up-down and both, each
             flipped back (an ensemble gives each member's four).
         """
-        flipped = [np.ascontiguousarray(np.flip(image, axes)) if axes else image
-                   for image in images for axes in IMAGE_FLIPS]
+        flipped = [np.ascontiguousarray(flip(image, axes)) for image in images for axes in FLIPS]
         probabilities = self.predict_proba_batch(flipped)
         out: list[np.ndarray] = []
         for index, image in enumerate(images):
             height, width = view_size(*image.shape[:2], max_side)
-            views = probabilities[index * len(IMAGE_FLIPS) : (index + 1) * len(IMAGE_FLIPS)]
+            views = probabilities[index * len(FLIPS) : (index + 1) * len(FLIPS)]
             out.append(np.stack([
-                cv2.resize(np.ascontiguousarray(np.flip(view, axes)), (width, height),
+                cv2.resize(np.ascontiguousarray(flip(view, axes)), (width, height),
                            interpolation=cv2.INTER_LINEAR).astype(np.float32, copy=False)
-                for view, axes in zip(views, IMAGE_FLIPS, strict=True)]))
+                for view, axes in zip(views, FLIPS, strict=True)]))
         return out

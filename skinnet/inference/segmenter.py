@@ -11,20 +11,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from skinnet.config import Config, ConfigError
+from skinnet.config import BACKENDS, Config, ConfigError
 from skinnet.data.cache import resize_image
 from skinnet.data.normalize import prepare_input
 from skinnet.devices import resolve_device
-from skinnet.inference.model_guard import load_checked
-from skinnet.inference.predictor import Predictor, view_size
-from skinnet.networks.files import ModelFileError
-from skinnet.weights import default_model_path
+from skinnet.inference.predictor import FLIPS, Predictor, flip, view_size
+from skinnet.networks.files import load_model, model_path
 
 # An engine maps normalised float32 (N, 3, S, S) to lesion probabilities (N, S, S).
 Engine = Callable[[np.ndarray], np.ndarray]
-BACKENDS = ("torch", "onnx")
-# Flip test-time augmentation: the image, flipped left-right, up-down, and both (axes of an (N, C, H, W) batch).
-FLIPS = [(), (-1,), (-2,), (-2, -1)]
 
 
 class TorchEngine:
@@ -104,11 +99,7 @@ class Segmenter(Predictor):
             ConfigError: an unknown backend or precision, int8 with the torch backend, or int8 asked of a
                 float32 ``.onnx`` file.
         """
-        if path is None:
-            path = default_model_path()
-            if path is None:
-                raise ModelFileError("no model given and no shipped model found in skinnet/weights/")
-        path = source = Path(path)
+        path = source = model_path(path)
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if precision not in (None, "float32", "int8"):
@@ -131,7 +122,7 @@ class Segmenter(Predictor):
             segmenter = cls(engine, engine.config, batch_size=batch_size, tta=tta, postprocess=postprocess)
         else:
             torch_device = resolve_device(device)
-            model, config = load_checked(path, torch_device)
+            model, config = load_model(path, torch_device)
             segmenter = cls(model, config, torch_device, batch_size, tta, postprocess)
         segmenter.model_files = [source]
         return segmenter
@@ -145,9 +136,9 @@ class Segmenter(Predictor):
 
     def _flip_views(self, batch: np.ndarray) -> np.ndarray:
         """``(4, N, S, S)``: the probabilities of a prepared batch and of its three flips, flipped back."""
-        stacked = np.concatenate([np.flip(batch, axes) if axes else batch for axes in FLIPS])
+        stacked = np.concatenate([flip(batch, axes, plane=2) for axes in FLIPS])
         probs = np.split(self.engine(np.ascontiguousarray(stacked)), len(FLIPS))
-        return np.stack([np.flip(p, axes) if axes else p for p, axes in zip(probs, FLIPS, strict=True)])
+        return np.stack([flip(p, axes, plane=1) for p, axes in zip(probs, FLIPS, strict=True)])
 
     def predict_views_batch(self, images: Sequence[np.ndarray], max_side: int | None = None) -> list[np.ndarray]:
         """The lesion probability of each flip view of each image, whether or not :attr:`tta` averages them.

@@ -17,31 +17,22 @@ import numpy as np
 
 from skinnet import runs
 from skinnet.data.io import read_image, read_mask, write_csv, write_json
-from skinnet.data.layout import find_pairs
-from skinnet.data.splits import fold_ids
-from skinnet.inference.model_guard import load_checked
 from skinnet.inference.postprocess import apply_postprocessing, choose_postprocessing, threshold_mask
 from skinnet.inference.segmenter import Segmenter
 from skinnet.metrics import METRIC_NAMES, image_metrics, mean_metrics
-from skinnet.networks.files import save_weights
+from skinnet.networks.files import load_model, save_weights
 
 
 def out_of_fold_probabilities(run_dir: Path, data_root: str | Path, tta: bool) -> tuple[
         list[str], list[np.ndarray], list[np.ndarray]]:
     """(image IDs, truths, lesion probabilities) of every finished fold's validation images, at full size."""
-    pairs = {pair.id: pair for pair in find_pairs(data_root).pairs}
-    folds = runs.read_split(run_dir, sorted(pairs))
     ids, truths, probs = [], [], []
-    for fold in range(len(folds)):
-        weights = runs.fold_paths(run_dir, fold).best_weights
-        if not weights.exists():
-            continue
-        segmenter = Segmenter.from_file(weights, tta=tta, postprocess=[])
-        _, val_ids = fold_ids(folds, fold)
-        for key in val_ids:
-            ids.append(key)
-            truths.append(read_mask(pairs[key].mask))
-            probs.append(segmenter.predict_proba(read_image(pairs[key].image)))
+    for fold in runs.out_of_fold(run_dir, data_root):
+        segmenter = Segmenter.from_file(fold.model, tta=tta, postprocess=[])
+        for pair in fold.validation:
+            ids.append(pair.id)
+            truths.append(read_mask(pair.mask))
+            probs.append(segmenter.predict_proba(read_image(pair.image)))
     if not truths:
         raise FileNotFoundError(f"{run_dir}: no fold has a kept model to take out-of-fold predictions from")
     return ids, truths, probs
@@ -68,7 +59,7 @@ def finalize_model(model_path: str | Path, run_dir: str | Path, data_root: str |
         The report: out-of-fold mean metrics for each choice, and what was kept.
     """
     run_dir, out = Path(run_dir), Path(out)
-    model, config = load_checked(model_path)
+    model, config = load_model(model_path)
     threshold = config.inference.threshold
     ids, truths, plain = out_of_fold_probabilities(run_dir, data_root, tta=False)
     _, _, flipped = out_of_fold_probabilities(run_dir, data_root, tta=True)

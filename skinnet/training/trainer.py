@@ -25,7 +25,6 @@ from tqdm import tqdm
 
 from skinnet import runs
 from skinnet.batch.run import predict_files
-from skinnet.budget import check_budget
 from skinnet.config import Config
 from skinnet.data.cache import CachedPairs, load_cached_pairs
 from skinnet.data.dataset import LesionDataset
@@ -35,6 +34,7 @@ from skinnet.data.splits import fold_ids
 from skinnet.data.transforms import training_augmentation
 from skinnet.inference.segmenter import Segmenter
 from skinnet.networks import build_model
+from skinnet.networks.budget import check_budget
 from skinnet.networks.files import save_weights
 from skinnet.runs import FoldPaths
 from skinnet.scoring import evaluate_folders

@@ -15,10 +15,10 @@ from PIL import Image
 from skimage.measure import regionprops
 
 from skinnet.batch.run import predict_files
-from skinnet.batch.writers import predict_outputs, write_measurements
-from skinnet.clinical.findings import TABLE_FIELDS
-from skinnet.config import ConfigError, load_config
-from skinnet.data.io import read_image, read_mask
+from skinnet.batch.writers import DicomSegWriter, FindingsWriter, MaskWriter, write_measurements
+from skinnet.clinical.findings import TABLE_FIELDS, ModelInfo
+from skinnet.config import load_config
+from skinnet.data.io import read_dicom_only, read_image, read_mask, read_source
 from skinnet.inference.segmenter import Segmenter
 from skinnet.networks import build_model
 from skinnet.networks.files import save_weights
@@ -53,9 +53,9 @@ def test_table_rows_in_mm_with_confidence_and_model(model_file: Path, make_dicom
         (inputs / name).write_bytes((SAMPLES / name).read_bytes())
     make_dicom(inputs / "case.dcm", read_image(SAMPLES / "ISIC_0000344.jpg"), spacing=(0.02, 0.025))
     segmenter = Segmenter.from_file(model_file, device="cpu")
-    writers, reader = predict_outputs(segmenter, measurements=True, uncertainty=True, pixel_spacing=0.05)
+    writers = [FindingsWriter(segmenter, 0.05, uncertainty=True), MaskWriter()]
     out = tmp_path / "out"
-    report = predict_files(segmenter, [inputs], out, writers=writers, reader=reader)
+    report = predict_files(segmenter, [inputs], out, writers=writers, reader=read_source)
     assert not report.failed
     table = tmp_path / "m.csv"
     assert write_measurements(report.table, table) == 3
@@ -89,10 +89,10 @@ def test_table_rows_in_mm_with_confidence_and_model(model_file: Path, make_dicom
 
 def test_without_spacing_millimetres_stay_empty_and_resume_keeps_rows(model_file: Path, tmp_path: Path) -> None:
     segmenter = Segmenter.from_file(model_file, device="cpu")
-    writers, reader = predict_outputs(segmenter, measurements=True)
+    writers = [FindingsWriter(segmenter), MaskWriter()]
     image = SAMPLES / "ISIC_0000463.jpg"
-    first = predict_files(segmenter, [image], tmp_path / "out", writers=writers, reader=reader, resume=True)
-    again = predict_files(segmenter, [image], tmp_path / "out", writers=writers, reader=reader, resume=True)
+    first = predict_files(segmenter, [image], tmp_path / "out", writers=writers, reader=read_source, resume=True)
+    again = predict_files(segmenter, [image], tmp_path / "out", writers=writers, reader=read_source, resume=True)
     assert again.skipped == ["ISIC_0000463"] and not again.written
     write_measurements(first.table, tmp_path / "a.csv")
     write_measurements(again.table, tmp_path / "b.csv")
@@ -102,13 +102,9 @@ def test_without_spacing_millimetres_stay_empty_and_resume_keeps_rows(model_file
     assert float(row["max_diameter_px"]) > 0 and not math.isnan(float(row["confidence"]))
 
 
-def test_option_errors(model_file: Path) -> None:
-    segmenter = Segmenter.from_file(model_file, device="cpu")
-    with pytest.raises(ConfigError, match="--measurements"):
-        predict_outputs(segmenter, pixel_spacing=0.02)
-    with pytest.raises(ConfigError, match="positive"):
-        predict_outputs(segmenter, measurements=True, pixel_spacing=-1)
-    assert predict_outputs(segmenter)[0] is None  # no clinical output: the standard run, unchanged
+def test_a_bad_pixel_spacing_is_refused(model_file: Path) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        FindingsWriter(Segmenter.from_file(model_file, device="cpu"), pixel_spacing=-1)
 
 
 @pytest.mark.slow
@@ -133,8 +129,8 @@ def test_a_cluster_run_gives_the_same_table_and_segs(model_file: Path, make_dico
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         for name, engine in (("local", None), ("dask", DaskEngine(spec, client, chunk_size=2))):
-            writers, reader = predict_outputs(segmenter, measurements=True, dicom_seg=True, spec=spec)
-            report = predict_files(segmenter, [inputs], tmp_path / name, writers=writers, reader=reader,
+            writers = [FindingsWriter(segmenter), DicomSegWriter(ModelInfo.of(segmenter)), MaskWriter()]
+            report = predict_files(segmenter, [inputs], tmp_path / name, writers=writers, reader=read_dicom_only,
                                    engine=engine)
             assert len(report.written) == 4 and not report.failed
             write_measurements(report.table, tmp_path / f"{name}.csv")

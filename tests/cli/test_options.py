@@ -22,6 +22,18 @@ def test_model_and_run_together_are_refused(tmp_path: Path, sample_data: Path, t
     assert not (tmp_path / "out").exists()
 
 
+def test_a_pixel_spacing_without_a_measurement_table_is_refused(tmp_path: Path, sample_data: Path,
+                                                                tiny_model: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    image = sorted((sample_data / "images").glob("*.jpg"))[0]
+    assert main(["predict", str(image), "--out", str(tmp_path / "out"), "--model", str(tiny_model),
+                 "--pixel-spacing", "0.02"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("skinnet predict: error: --pixel-spacing only scales the measurement table: add "
+                   "--measurements FILE.csv")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(("first", "second"), [("JPEG", "PNG"), ("TIFF", "WEBP")])
 def test_two_files_with_one_id_give_one_mask_and_a_failure(tmp_path: Path, sample_data: Path, tiny_model: Path,
                                                           first: str, second: str,

@@ -12,7 +12,6 @@ from scipy import ndimage
 from skinnet.clinical.confidence import (
     WORK_SIDE,
     assess,
-    dice,
     margin_score,
     pixel_margin,
     tta_score,
@@ -23,6 +22,7 @@ from skinnet.config import load_config
 from skinnet.data.io import read_image
 from skinnet.inference.ensemble import Ensemble
 from skinnet.inference.segmenter import Segmenter
+from skinnet.metrics import image_metrics
 from skinnet.networks import build_model
 
 
@@ -60,7 +60,7 @@ def test_tta_agreement_known_answer() -> None:
     a[30:70, 30:70] = True
     b = np.roll(a, 10, axis=1)
     views = np.stack([a, a, a, b]).astype(np.float32)
-    assert dice(b, a) == pytest.approx(0.75)
+    assert image_metrics(a, b)["DC"] == pytest.approx(0.75)
     assert tta_score(views, 0.5) == pytest.approx(0.9375)
     assert tta_score(np.stack([a] * 4).astype(np.float32), 0.5) == 1.0
     assert tta_score(np.zeros((4, 50, 50), np.float32), 0.5) == 0.0  # nothing found: no agreement counts

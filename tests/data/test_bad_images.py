@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from skinnet.data import checks
 from skinnet.data import io as skio
 from skinnet.data.io import InputError, read_image
 
@@ -199,7 +200,7 @@ def test_pil_warning_threshold_does_not_refuse_a_legal_image(
     photo.resize((40, 40)).save(path := tmp_path / "legal.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     assert read_image(path).shape == (40, 40, 3)
-    monkeypatch.setattr(skio, "MAX_PIXELS", 1000)
+    monkeypatch.setattr(checks, "MAX_PIXELS", 1000)
     with pytest.raises(InputError, match="40x40 pixels exceeds the limit of 1,000"):
         read_image(path)
 

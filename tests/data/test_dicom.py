@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinnet.data.dicom import is_dicom, read_dicom, read_dicom_only, read_source
-from skinnet.data.io import InputError, read_image
+from skinnet.data.dicom import read_dicom
+from skinnet.data.formats import is_dicom
+from skinnet.data.io import InputError, read_dicom_only, read_image, read_source
 from skinnet.data.layout import find_images
 
 IMAGE = Path(__file__).resolve().parents[2] / "skinnet" / "sample_data" / "images" / "ISIC_0000025.jpg"

@@ -11,7 +11,8 @@ from PIL import EpsImagePlugin, Image
 
 from skinnet.cli import main
 from skinnet.data import io as skio
-from skinnet.data.io import MAX_ASPECT, MAX_SIDE, InputError, read_image, read_mask
+from skinnet.data.checks import MAX_ASPECT, MAX_SIDE
+from skinnet.data.io import InputError, read_image, read_mask
 
 SAMPLES = Path(skio.__file__).parents[1] / "sample_data"
 SAMPLE_IMAGE = sorted((SAMPLES / "images").glob("*.jpg"))[0]

@@ -10,12 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from skinnet.budget import MAX_ACTIVATION_BYTES, MAX_PARAMETERS, check_budget, network_cost
 from skinnet.cli import main
 from skinnet.config import ConfigError, load_config
-from skinnet.inference.model_guard import check_model_file, is_safetensors, load_checked
 from skinnet.inference.segmenter import Segmenter
-from skinnet.networks.files import ModelFileError
+from skinnet.networks.budget import MAX_ACTIVATION_BYTES, MAX_PARAMETERS, check_budget, network_cost
+from skinnet.networks.files import ModelFileError, check_model_file, is_safetensors, load_model
 
 SAMPLE = sorted((Path(__file__).resolve().parents[2] / "skinnet" / "sample_data" / "images").glob("*.jpg"))[0]
 
@@ -85,7 +84,7 @@ def test_non_finite_weights_are_refused_at_load(tmp_path: Path, tiny_model: Path
     tensors[name].view(-1)[:3] = bad
     path = hostile(tmp_path, tiny_model, tensors=tensors)
     with pytest.raises(ModelFileError, match=rf"{path}: 3 NaN or infinite values in {name}"):
-        load_checked(path)
+        load_model(path)
     assert main(["predict", str(SAMPLE), "--out", str(tmp_path / "out"), "--model", str(path)]) == 2
     assert "NaN or infinite values" in capsys.readouterr().err
 
@@ -104,7 +103,7 @@ def test_safetensors_without_its_suffix_is_named_by_content(tmp_path: Path, tiny
 def test_good_models_pass_and_their_cost_is_known(tiny_model: Path) -> None:
     config = check_model_file(tiny_model)
     assert config is not None and config.model.width == 4
-    model, _ = load_checked(tiny_model)
+    model, _ = load_model(tiny_model)
     cost = network_cost(config)
     assert cost.parameters == sum(t.numel() for t in model.state_dict().values())
     paper = network_cost(load_config(Path(__file__).resolve().parents[2] / "configs" / "isic2017_paper.yaml"))
@@ -135,5 +134,5 @@ def test_an_over_budget_checkpoint_is_refused_from_its_memory_map(tmp_path: Path
     built: list[object] = []
     monkeypatch.setattr("skinnet.networks.files.build_model", lambda *a, **k: built.append(a))
     with pytest.raises(ModelFileError, match=rf"{path}: saved config: the network \(skinnet width 200, depth 7"):
-        load_checked(path)
+        load_model(path)
     assert built == []
