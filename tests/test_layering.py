@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (  # lowest first
     ("skinnet.networks",),
     ("skinnet.budget", "skinnet.runs", "skinnet.scoring"),
     ("skinnet.inference",),
+    ("skinnet.clinical",),
     ("skinnet.training", "skinnet.evaluation"),
     ("skinnet.app", "skinnet.demo"),
     ("skinnet.cli",),

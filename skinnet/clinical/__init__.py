@@ -1,0 +1,1 @@
+"""One image's clinical results, without run machinery: here, the DICOM measurement report (SR)."""
