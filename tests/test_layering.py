@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (  # lowest first
     ("skinnet.inference",),
     ("skinnet.clinical",),
     ("skinnet.training", "skinnet.evaluation"),
-    ("skinnet.app", "skinnet.demo"),
+    ("skinnet.app", "skinnet.demo", "skinnet.node"),
     ("skinnet.cli",),
     ("skinnet.__main__", "skinnet"),
 )
