@@ -173,3 +173,47 @@ def store_results(url: str, out_dir: Path, image_ids: Iterable[str], token: str 
         stored += len(batch)
     return stored
 
+
+class DicomWebRun:
+    """The DICOMweb side of one ``predict`` run: URL inputs retrieved into a temporary folder on entry
+    (removed on exit), the SEG and SR writers, and the STOW-RS of the results.
+
+    Args:
+        inputs: the run's inputs: files, folders and DICOMweb study or series URLs.
+        stow_to: the DICOMweb base URL to store the results at, or ``None``.
+        token: the bearer token, or ``None``.
+    """
+
+    def __init__(self, inputs: Sequence[str], stow_to: str | None, token: str | None) -> None:
+        self.urls = [text for text in inputs if is_url(text)]
+        self.paths: list[str | Path] = [text for text in inputs if not is_url(text)]
+        self.stow_to, self.token = stow_to, token
+        self.inputs: list[str | Path] = list(self.paths)
+        self.skipped: list[str] = []
+        self._scratch: Any = None
+
+    def __enter__(self) -> DicomWebRun:
+        import tempfile
+
+        if self.stow_to is not None and not is_url(self.stow_to):
+            raise DicomWebError(f"--stow-to {self.stow_to!r}: expected an http(s):// URL of a DICOMweb service")
+        if self.urls:
+            self._scratch = tempfile.TemporaryDirectory(prefix="skinnet-dicomweb-")
+            files, self.skipped = fetch_images(self.urls, Path(self._scratch.name), self.token)
+            self.inputs = [*self.paths, *files]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._scratch is not None:
+            self._scratch.cleanup()
+
+    def outputs(self, predictor: Predictor, writers: Sequence[OutputWriter] | None, with_overlay: bool,
+                with_probability: bool) -> tuple[list[OutputWriter], Any]:
+        return results_writers(predictor, writers, with_overlay, with_probability)
+
+    def store(self, out_dir: str | Path) -> int:
+        """STOW-RS the results of every image of the run (see :func:`store_results`)."""
+        from skinnet.data.layout import find_images
+
+        ids = list(dict.fromkeys(path.stem for path in find_images(self.inputs)))
+        return store_results(str(self.stow_to), Path(out_dir), ids, self.token)
