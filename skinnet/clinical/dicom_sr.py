@@ -95,6 +95,9 @@ def build_measurement_report(source: Any, seg: Any, finding: Finding, series_ins
     from pydicom.dataset import Dataset
     from pydicom.sr.codedict import codes
 
+    from skinnet.inference.dicom_seg import with_type2_attributes
+
+    source = with_type2_attributes(source)
     model_files = [Path(name).name for name in finding.model.file.split(";")] if finding.model.file else []
     model_name = ";".join(model_files) or "model"
     sha256 = finding.model.sha256 or "unknown"

@@ -30,6 +30,21 @@ from skinnet.version import __version__
 
 SERIES_NUMBER = 9901  # where viewers list it: after the acquisitions, in a series of its own
 SERIES_DESCRIPTION = "SkinNet lesion segmentation"
+# Type 2 attributes of the Patient and General Study modules, which highdicom copies from the source: a
+# camera may leave some out; the results then have them empty, as Type 2 allows.
+TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def with_type2_attributes(source: Any) -> Any:
+    """``source``, or a copy of it with the missing :data:`TYPE2_COPIED` attributes present and empty."""
+    missing = [name for name in TYPE2_COPIED if name not in source]
+    if not missing:
+        return source
+    source = copy.deepcopy(source)  # the caller's dataset stays as it was (its pixel data is already gone)
+    for name in missing:
+        setattr(source, name, "")
+    return source
 
 
 def _highdicom() -> Any:
@@ -64,6 +79,7 @@ def build_dicom_seg(source: Any, mask: np.ndarray, model_name: str, model_versio
 
 
     mask = np.asarray(mask, dtype=bool)
+    source = with_type2_attributes(source)
     if mask.shape != (int(source.Rows), int(source.Columns)):
         raise ValueError(f"mask of shape {mask.shape} for an image of {source.Rows} x {source.Columns} pixels")
     if "FrameOfReferenceUID" not in source and "PixelSpacing" in source:

@@ -149,6 +149,7 @@ class NodeConfig:
             ConfigError: no destination or two, a bad URL, TLS half configured, or any caller allowed on a
                 network address.
         """
+        port_number(self.port, "--port")
         if (self.send_to is None) == (self.stow_to is None):
             raise ConfigError("give one destination for the results: --send-to AET@HOST:PORT (C-STORE) or "
                               "--stow-to URL (DICOMweb STOW-RS)")

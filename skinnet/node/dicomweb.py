@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from skinnet.data.dicom import read_dicom_only
+from skinnet.inference.dicom_seg import DicomSegWriter
 from skinnet.inference.outputs import OutputWriter, standard_writers
 from skinnet.inference.predictor import Predictor
 from skinnet.node.config import ACCEPTED_SOP_CLASSES, DicomWebError
@@ -141,7 +142,7 @@ def results_writers(predictor: Predictor, writers: Sequence[OutputWriter] | None
     """A predict run's writers with the SEG and the SR of each image added (before the mask, written last),
     and the reader that takes DICOM only."""
     writers = list(writers) if writers is not None else standard_writers(with_overlay, with_probability)
-    writers = [writer for writer in writers if type(writer).__name__ != "DicomSegWriter"]  # ours is the SEG
+    writers = [writer for writer in writers if not isinstance(writer, DicomSegWriter)]  # ours makes the SEG
     return [*writers[:-1], DicomResultsWriter(predictor), writers[-1]], read_dicom_only
 
 

@@ -135,6 +135,9 @@ def check_header(ds: Any, sop_class: str, sop_instance: str) -> None:
         raise Refused(0x0122, f"SOP class {sop_class} is not segmented here")
     if str(ds.get("SOPInstanceUID", "")) != sop_instance or str(ds.get("SOPClassUID", "")) != sop_class:
         raise Refused(NOT_THE_SOP_CLASS, "the dataset's SOP Class or Instance UID differs from the request's")
+    missing = [name for name in ("StudyInstanceUID", "SeriesInstanceUID") if not ds.get(name)]
+    if missing:  # Type 1: the results go into the image's study and reference its series
+        raise Refused(NOT_THE_SOP_CLASS, f"no {' or '.join(missing)}")
     frames = ds.get("NumberOfFrames") or 1
     if str(frames).strip() not in ("", "1"):
         raise Refused(CANNOT_UNDERSTAND, f"multi-frame image ({frames} frames): only single-frame images "

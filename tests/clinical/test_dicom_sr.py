@@ -116,3 +116,34 @@ def test_the_seg_has_the_patient_orientation_dciodvfy_requires(make_dicom: Calla
     seg = dcmread(write_dicom_seg(tmp_path / "seg.dcm", source.dataset, mask, "m.safetensors", "ab"))
     assert "PatientOrientation" in seg and list(seg.PatientOrientation or []) == (orientation or [])
     assert not dciodvfy_errors(tmp_path / "seg.dcm")
+
+
+def test_a_source_without_its_type_2_patient_and_study_attributes_still_gets_a_seg_and_an_sr(
+        make_dicom: Callable, tmp_path: Path) -> None:
+    """Cameras leave Type 2 attributes out; highdicom reads them: the results have them, empty."""
+    import numpy as np
+    from pydicom import dcmread
+
+    from skinnet.clinical.dicom_sr import build_measurement_report
+    from skinnet.inference.confidence import Confidence
+    from skinnet.inference.dicom_seg import TYPE2_COPIED, build_dicom_seg
+    from skinnet.inference.findings import Finding, ModelInfo
+    from skinnet.inference.measurements import measure
+
+    path = make_dicom(tmp_path / "case.dcm", read_image(SAMPLES / "images" / "ISIC_0000395.jpg"))
+    ds = dcmread(path)
+    for name in TYPE2_COPIED:
+        ds.pop(name, None)
+    ds.save_as(path)
+    source = read_dicom(path)
+    mask = np.zeros((256, 256), bool)
+    mask[100:150, 90:170] = True
+    seg = build_dicom_seg(source.dataset, mask, "m.safetensors", "ab", "2.25.1", "2.25.2")
+    finding = Finding(256, 256, None, measure(mask), Confidence(0.99, "margin", 0.5, False, None),
+                      ModelInfo("m.safetensors", "ab"))
+    sr = build_measurement_report(source.dataset, seg, finding, "2.25.3", "2.25.4")
+    assert "PatientID" not in source.dataset  # the caller's dataset is left alone
+    for name, result in (("seg", seg), ("sr", sr)):
+        assert all(result.get(attribute, None) in ("", None) for attribute in TYPE2_COPIED)
+        result.save_as(tmp_path / f"{name}.dcm", enforce_file_format=True)
+        assert not dciodvfy_errors(tmp_path / f"{name}.dcm")

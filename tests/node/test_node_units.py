@@ -94,6 +94,11 @@ def test_a_deflated_header_declaring_too_many_pixels_is_refused_before_its_pixel
         receive(deflate(encoded(ds)), DEFLATED, ds.SOPClassUID, ds.SOPInstanceUID, "CAM", 1 << 30)
     with pytest.raises(Refused, match=r"SOP class 1\.2\.3 is not segmented here"):
         receive(good, DEFLATED, "1.2.3", ds.SOPInstanceUID, "CAM", 1 << 30)
+    ds.Rows = ds.Columns = 256
+    del ds.StudyInstanceUID  # Type 1: without it, no study to put the results in
+    with pytest.raises(Refused, match="no StudyInstanceUID") as refused:
+        receive(deflate(encoded(ds)), DEFLATED, ds.SOPClassUID, ds.SOPInstanceUID, "CAM", 1 << 30)
+    assert refused.value.status == 0xA900
 
 
 # --- the queue -------------------------------------------------------------------------------------------------
