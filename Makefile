@@ -10,7 +10,7 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt -r requirements-dev.txt
-	# every extra (serve, onnx, report, cluster): the pins above already satisfy them, so this installs nothing new
+	# every extra (serve, onnx, report, cluster, node): the pins above already satisfy them, so this installs nothing new
 	$(BIN)/python -m pip install -q --no-build-isolation -e '.[all]'
 	touch $@
 

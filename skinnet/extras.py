@@ -2,7 +2,7 @@
 
 ``pip install skinnet`` trains, predicts and evaluates; the extras in pyproject.toml add the rest (``serve``:
 the web app, ``onnx``: ONNX export and the onnx backend, ``report``: the plots of ``skinnet report``,
-``cluster``: prediction on a Dask cluster).
+``cluster``: prediction on a Dask cluster, ``node``: the DICOM node and DICOMweb).
 """
 
 from __future__ import annotations

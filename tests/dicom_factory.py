@@ -14,7 +14,9 @@ from PIL import Image
 
 SYNTAXES = ("native", "jpeg", "rle", "jpeg-ls", "jpeg2000")
 SOP_CLASSES = {"vl": "1.2.840.10008.5.1.4.1.1.77.1.4",            # VL Photographic Image Storage
-               "dermoscopic": "1.2.840.10008.5.1.4.1.1.77.1.7"}   # Dermoscopic Photography (Supplement 221)
+               "dermoscopic": "1.2.840.10008.5.1.4.1.1.77.1.7",   # Dermoscopic Photography (Supplement 221)
+               "microscopic": "1.2.840.10008.5.1.4.1.1.77.1.2",   # VL Microscopic Image Storage
+               "sc": "1.2.840.10008.5.1.4.1.1.7"}                 # Secondary Capture Image Storage
 PATIENT_ID = "SKN-0042"
 STUDY_ID = "S-7"
 ACCESSION = "ACC-20240101"
@@ -22,7 +24,8 @@ ACCESSION = "ACC-20240101"
 
 def build_dicom(path: str | Path, rgb: np.ndarray, syntax: str = "native", photometric: str = "RGB",
                 spacing: tuple[float, float] | None = (0.02, 0.02), spacing_attribute: str = "PixelSpacing",
-                frames: int = 1, monochrome: bool = False, sop_class: str = "vl") -> Path:
+                frames: int = 1, monochrome: bool = False, sop_class: str = "vl",
+                study_uid: str | None = None) -> Path:
     """Write ``rgb`` (``uint8 (H, W, 3)``) as a single- or multi-frame DICOM image; returns the path.
 
     Args:
@@ -35,7 +38,8 @@ def build_dicom(path: str | Path, rgb: np.ndarray, syntax: str = "native", photo
         spacing_attribute: ``PixelSpacing`` or ``ImagerPixelSpacing``.
         frames: frames of the same picture.
         monochrome: store the green channel alone as MONOCHROME2.
-        sop_class: ``vl`` or ``dermoscopic``.
+        sop_class: ``vl``, ``dermoscopic``, ``microscopic`` or ``sc`` (Secondary Capture).
+        study_uid: the Study Instance UID (default: a new one).
     """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.encaps import encapsulate
@@ -58,7 +62,7 @@ def build_dicom(path: str | Path, rgb: np.ndarray, syntax: str = "native", photo
     ds.file_meta = meta
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
     ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = PATIENT_ID, "Test^Lesion", "", "O"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid or generate_uid(), generate_uid()
     ds.StudyID, ds.AccessionNumber, ds.StudyDate, ds.StudyTime = STUDY_ID, ACCESSION, "20240101", "120000"
     ds.ReferringPhysicianName, ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "", "XC", 1, 1
     ds.Manufacturer, ds.ImageType = "skinnet tests", ["ORIGINAL", "PRIMARY"]

@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
-# Each is needed only by a command or extra that asks for it: the web app, augmentation, plots, ONNX, Dask.
+# Each is needed only by a command or extra that asks for it: the web app, augmentation, plots, ONNX, Dask,
+# the DICOM node and DICOMweb.
 NOT_IMPORTED = ("albumentations", "fastapi", "uvicorn", "starlette", "matplotlib", "onnx", "onnxruntime",
-                "distributed", "selenium")
+                "distributed", "selenium", "pynetdicom", "dicomweb_client", "highdicom")
 
 
 def test_import_skinnet_loads_no_optional_dependency_and_leaves_os_environ_alone() -> None:

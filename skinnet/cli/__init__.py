@@ -1,8 +1,8 @@
 """The ``skinnet`` command: parses arguments and calls the library; no logic lives here.
 
-One module per group of commands (:mod:`.training`, :mod:`.evaluation`, :mod:`.prediction`, :mod:`.app`),
-each registering its subcommands with ``add_commands``. The library is imported inside the command
-functions, so ``skinnet --help`` and a mistyped option answer without loading torch
+One module per group of commands (:mod:`.training`, :mod:`.evaluation`, :mod:`.prediction`, :mod:`.app`,
+:mod:`.node`), each registering its subcommands with ``add_commands``. The library is imported inside the
+command functions, so ``skinnet --help`` and a mistyped option answer without loading torch
 (tests/test_package.py). Every user error leaves through :func:`main`'s one error-to-exit-code path.
 """
 
@@ -12,7 +12,7 @@ import argparse
 import sys
 import warnings
 
-from skinnet.cli import app, evaluation, prediction, training
+from skinnet.cli import app, evaluation, node, prediction, training
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -26,17 +26,18 @@ def user_errors() -> tuple[type[Exception], ...]:
     from skinnet.data.splits import SplitError
     from skinnet.extras import MissingExtraError
     from skinnet.networks.files import ModelFileError
+    from skinnet.node.config import DicomWebError
     from skinnet.runs import RunError
     from skinnet.training.epoch import TrainingError
 
     return (ConfigError, InputError, LayoutError, SplitError, ModelFileError, TrainingError, RunError,
-            MissingExtraError)
+            MissingExtraError, DicomWebError)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skinnet", description="SkinNet skin lesion segmentation")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (training, evaluation, prediction, app):  # the order of `skinnet --help`
+    for group in (training, evaluation, prediction, app, node):  # the order of `skinnet --help`
         group.add_commands(sub)
     return parser
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from skinnet.batch.shard import TABLE
 from skinnet.cli.arguments import add_backend_options, backend_of, pixel_spacing, positive_int, report_problems
@@ -50,18 +51,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         engine = DaskEngine(spec, args.dask)
     writers, reader = predict_writers(args, segmenter)
-    started = time.perf_counter()
-    report = predict_files(segmenter, args.inputs, args.out, with_overlay=args.overlay,
-                           with_probability=args.probability, strict=args.strict, resume=not args.overwrite,
-                           shard=shard, batch_size=batch_size, workers=args.workers, engine=engine,
-                           progress={"auto": None, "on": True, "off": False}[args.progress], writers=writers,
-                           reader=reader)
-    seconds = time.perf_counter() - started
+    with contextlib.ExitStack() as stack:
+        inputs, web = args.inputs, None
+        if args.stow_to or any(text.startswith(("http://", "https://")) for text in args.inputs):
+            web = stack.enter_context(dicomweb_run(args, engine))
+            inputs = web.inputs
+            writers, reader = web.outputs(segmenter, writers, args.overlay, args.probability)
+            for line in web.skipped:
+                print(line, file=sys.stderr)
+        started = time.perf_counter()
+        report = predict_files(segmenter, inputs, args.out, with_overlay=args.overlay,
+                               with_probability=args.probability, strict=args.strict, resume=not args.overwrite,
+                               shard=shard, batch_size=batch_size, workers=args.workers, engine=engine,
+                               progress={"auto": None, "on": True, "off": False}[args.progress], writers=writers,
+                               reader=reader)
+        seconds = time.perf_counter() - started
+        stored = web.store(args.out) if web is not None and args.stow_to else None
     for path in report.written:
         print(path)
     per_image = seconds / max(len(report.written), 1)
     print(f"{len(report.written)} masks written to {args.out} in {seconds:.2f} s ({per_image:.3f} s per image)",
           file=sys.stderr)
+    if stored is not None:
+        print(f"{stored} SEG and SR instances stored at {args.stow_to} (STOW-RS)", file=sys.stderr)
     if report.skipped:
         print(f"{len(report.skipped)} images already done by a run of the same model and options: skipped "
               "(--overwrite recomputes them)", file=sys.stderr)
@@ -97,6 +109,19 @@ def predict_writers(args: argparse.Namespace, predictor: Predictor) -> tuple[lis
     return [*extras, mask], reader
 
 
+def dicomweb_run(args: argparse.Namespace, engine: object) -> Any:
+    """The DICOMweb inputs and ``--stow-to`` of a predict run (:class:`skinnet.node.dicomweb.DicomWebRun`)."""
+    from skinnet.extras import require
+
+    require("dicomweb_client", "node", "DICOMweb input and --stow-to")
+    from skinnet.node.config import read_token
+    from skinnet.node.dicomweb import DicomWebRun
+
+    if engine is not None:
+        raise ConfigError("DICOMweb inputs and --stow-to run on this machine: drop --dask")
+    return DicomWebRun(args.inputs, args.stow_to, read_token(args.token_file))
+
+
 def cmd_merge_shards(args: argparse.Namespace) -> int:
     from skinnet.batch.merge import merge_shard_tables
 
@@ -129,7 +154,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     predict = sub.add_parser("predict", help="segment images; writes <id>_segmentation.png")
-    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT",
+                         help="image files or folders, or DICOMweb study or series URLs "
+                              "(http://pacs/dicom-web/studies/UID[/series/UID]: retrieved by WADO-RS, each "
+                              "image's SEG and SR measurement report written beside its mask)")
     predict.add_argument("--out", required=True, help="output folder")
     predict.add_argument("--model", help="model file (.safetensors, .pt or .onnx); default: the shipped model")
     predict.add_argument("--run", help="cross-validation run folder: average its fold models (an ensemble)")
@@ -172,6 +200,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     predict.add_argument("--dicom-seg", action="store_true",
                          help="also write <id>_seg.dcm, a DICOM Segmentation referencing each input (DICOM inputs "
                               "only; others fail with a reason)")
+    predict.add_argument("--stow-to", metavar="URL",
+                         help="store each image's DICOM SEG and SR measurement report at this DICOMweb service "
+                              "by STOW-RS (e.g. http://pacs:8042/dicom-web; DICOM inputs only)")
+    predict.add_argument("--token-file", metavar="FILE",
+                         help="a file holding a bearer token for the DICOMweb service (default: "
+                              "$SKINNET_DICOMWEB_TOKEN, if set)")
     predict.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                          help="progress bar: images/s, ETA, failed files (auto: on a terminal only)")
     predict.set_defaults(func=cmd_predict)

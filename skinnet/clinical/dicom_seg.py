@@ -29,6 +29,21 @@ from skinnet.version import __version__
 
 SERIES_NUMBER = 9901  # where viewers list it: after the acquisitions, in a series of its own
 SERIES_DESCRIPTION = "SkinNet lesion segmentation"
+# Type 2 attributes of the Patient and General Study modules, which highdicom copies from the source: a
+# camera may leave some out; the results then have them empty, as Type 2 allows.
+TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def with_type2_attributes(source: Any) -> Any:
+    """``source``, or a copy of it with the missing :data:`TYPE2_COPIED` attributes present and empty."""
+    missing = [name for name in TYPE2_COPIED if name not in source]
+    if not missing:
+        return source
+    source = copy.deepcopy(source)  # the caller's dataset stays as it was (its pixel data is already gone)
+    for name in missing:
+        setattr(source, name, "")
+    return source
 
 
 def _highdicom() -> Any:
@@ -39,7 +54,9 @@ def _highdicom() -> Any:
     return highdicom
 
 
-def build_dicom_seg(source: Any, mask: np.ndarray, model_name: str, model_version: str) -> Any:
+def build_dicom_seg(source: Any, mask: np.ndarray, model_name: str, model_version: str,
+                    series_instance_uid: str | None = None, sop_instance_uid: str | None = None,
+                    instance_number: int = 1) -> Any:
     """A highdicom ``Segmentation`` of ``mask`` referencing the source image ``source``.
 
     Args:
@@ -47,6 +64,10 @@ def build_dicom_seg(source: Any, mask: np.ndarray, model_name: str, model_versio
         mask: boolean ``(Rows, Columns)`` of that image.
         model_name: what made it (e.g. the model file's name), recorded as the algorithm's name.
         model_version: the model's version, e.g. the start of its SHA-256.
+        series_instance_uid: the SEG's series; ``None``: a new random UID.
+        sop_instance_uid: the SEG's own UID; ``None``: a new random UID (the DICOM node derives both from
+            the source and the model, so that a result made twice is the same object).
+        instance_number: the SEG's Instance Number.
 
     Raises:
         ValueError: the mask does not have the source's size.
@@ -57,6 +78,7 @@ def build_dicom_seg(source: Any, mask: np.ndarray, model_name: str, model_versio
 
 
     mask = np.asarray(mask, dtype=bool)
+    source = with_type2_attributes(source)
     if mask.shape != (int(source.Rows), int(source.Columns)):
         raise ValueError(f"mask of shape {mask.shape} for an image of {source.Rows} x {source.Columns} pixels")
     if "FrameOfReferenceUID" not in source and "PixelSpacing" in source:
@@ -76,13 +98,18 @@ def build_dicom_seg(source: Any, mask: np.ndarray, model_name: str, model_versio
     seg = hd.seg.Segmentation(
         source_images=[source], pixel_array=mask.astype(np.uint8),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[segment],
-        series_instance_uid=generate_uid(), series_number=SERIES_NUMBER, sop_instance_uid=generate_uid(),
-        instance_number=1, manufacturer="skinnet", manufacturer_model_name="SkinNet",
+        series_instance_uid=series_instance_uid or generate_uid(), series_number=SERIES_NUMBER,
+        sop_instance_uid=sop_instance_uid or generate_uid(), instance_number=instance_number,
+        manufacturer="skinnet", manufacturer_model_name="SkinNet",
         software_versions=str(__version__), device_serial_number="none",
         series_description=SERIES_DESCRIPTION, content_label="LESION",
         content_description="Automatic lesion segmentation; check it before clinical use",
         omit_empty_frames=False,  # an empty prediction is still an answer, and a file to check
     )
+    # General Image: Patient Orientation is Type 2C, required where Image Orientation (Patient) is absent
+    # (no Frame of Reference here). The pixels are the source's, so its orientation holds; empty (Type 2)
+    # where it gives none. highdicom leaves it out (dciodvfy: "Missing attribute Type 2C ... PatientOrientation").
+    seg.PatientOrientation = source.get("PatientOrientation") or ""
     return seg
 
 

@@ -31,7 +31,7 @@ def test_bad_values_are_refused_with_the_value(parse, text: str) -> None:
 def test_every_command_is_registered_once_in_help_order() -> None:
     sub = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
     assert list(sub.choices) == ["train", "cv", "finalize", "evaluate", "report", "predict", "merge-shards",
-                                 "export", "serve", "demo"]
+                                 "export", "serve", "demo", "dicom-node"]
     for name, parser in sub.choices.items():
         assert callable(parser.get_default("func")), name
 
