@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skinnet.data.dicom import read_dicom_only
-from skinnet.batch.writers import DicomSegWriter
-from skinnet.batch.writers import OutputWriter, standard_writers
+from skinnet.batch.writers import DicomSegWriter, OutputWriter, standard_writers
+from skinnet.data.io import read_dicom_only
 from skinnet.inference.predictor import Predictor
 from skinnet.node.config import ACCEPTED_SOP_CLASSES, DicomWebError
 from skinnet.node.results import DicomResultsWriter, seg_name, sr_name
+from skinnet.node.senders import client
 
 LOG = logging.getLogger("skinnet.node")
 URL = re.compile(r"^(?P<base>https?://.+?)/studies/(?P<study>[0-9.]+)(?:/series/(?P<series>[0-9.]+))?/?$")
@@ -56,19 +56,6 @@ class DicomWebSource:
             raise DicomWebError(f"{url}: expected a DICOMweb study or series URL, e.g. "
                                 "http://pacs:8042/dicom-web/studies/1.2.3[/series/4.5.6]")
         return cls(match["base"], match["study"], match["series"])
-
-
-def client(url: str, token: str | None = None, timeout: float = 60.0) -> Any:
-    """A dicomweb-client ``DICOMwebClient`` for a base URL, with the bearer token and without its retries."""
-    import requests
-    from dicomweb_client import DICOMwebClient
-
-    session = requests.Session()
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
-    web = DICOMwebClient(url, session=session, timeout=timeout)
-    web.set_http_retry_params(retry=False)
-    return web
 
 
 def _value(item: dict[str, Any], tag: str) -> str | None:

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from skinnet.clinical.dicom_sr import build_measurement_report, derived_uid
-from skinnet.data.io import atomic_path
-from skinnet.clinical.dicom_seg import build_dicom_seg
-from skinnet.clinical.findings import Finding, ModelInfo, find
 from skinnet.batch.writers import ImageResult, OutputWriter
+from skinnet.clinical.dicom_seg import build_dicom_seg
+from skinnet.clinical.dicom_sr import build_measurement_report, derived_uid
+from skinnet.clinical.findings import Finding, ModelInfo, find
+from skinnet.data.io import atomic_path
 from skinnet.inference.predictor import Predictor
 
 SEG_FILE, SR_FILE = "1-seg.dcm", "2-sr.dcm"

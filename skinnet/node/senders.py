@@ -24,6 +24,19 @@ RESULT_SOP_CLASSES = (SEGMENTATION_STORAGE, COMPREHENSIVE_SR_STORAGE)
 TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
 
 
+def client(url: str, token: str | None = None, timeout: float = 60.0) -> Any:
+    """A dicomweb-client ``DICOMwebClient`` for a base URL, with the bearer token and without its retries."""
+    import requests
+    from dicomweb_client import DICOMwebClient
+
+    session = requests.Session()
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    web = DICOMwebClient(url, session=session, timeout=timeout)
+    web.set_http_retry_params(retry=False)
+    return web
+
+
 class Unreachable(Exception):
     """The destination cannot be reached now (connection refused, timeout, busy): retry later."""
 
@@ -110,8 +123,6 @@ class StowSender:
         return self.url
 
     def client(self) -> Any:
-        from skinnet.node.dicomweb import client
-
         return client(self.url, self.token, self.timeout)
 
     def send(self, files: Sequence[Path], on_sent: OnSent) -> None:

@@ -33,9 +33,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from skinnet.clinical.findings import ModelInfo
 from skinnet.data.dicom import read_dicom
 from skinnet.data.io import InputError
-from skinnet.clinical.findings import ModelInfo
 from skinnet.inference.predictor import Predictor
 from skinnet.node.config import NodeConfig
 from skinnet.node.queue import NodeQueue, Results

@@ -61,9 +61,9 @@ def test_the_sr_reports_the_measurements_of_a_real_mask(make_dicom: Callable, tm
                                                         spacing: bool) -> None:
     from pydicom import dcmread
 
-    from skinnet.clinical.dicom_sr import build_measurement_report
     from skinnet.clinical.confidence import Confidence
     from skinnet.clinical.dicom_seg import build_dicom_seg
+    from skinnet.clinical.dicom_sr import build_measurement_report
     from skinnet.clinical.findings import Finding, ModelInfo
     from skinnet.clinical.measurements import measure
 
@@ -124,9 +124,9 @@ def test_a_source_without_its_type_2_patient_and_study_attributes_still_gets_a_s
     import numpy as np
     from pydicom import dcmread
 
-    from skinnet.clinical.dicom_sr import build_measurement_report
     from skinnet.clinical.confidence import Confidence
     from skinnet.clinical.dicom_seg import TYPE2_COPIED, build_dicom_seg
+    from skinnet.clinical.dicom_sr import build_measurement_report
     from skinnet.clinical.findings import Finding, ModelInfo
     from skinnet.clinical.measurements import measure
 
