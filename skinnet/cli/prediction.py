@@ -44,16 +44,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # the worker threads share the cores: by default each network call gets an equal share of them
     cores = max(1, (os.cpu_count() or 1) // args.workers)
     segmenter = spec.load() if args.threads or args.dask else replace(spec, threads=cores).load()
-    engine = None
+    executor = None  # the local one, of args.workers threads
     if args.dask:
-        from skinnet.batch.dask import DaskEngine
+        from skinnet.batch.dask import DaskExecutor
 
-        engine = DaskEngine(spec, args.dask)
+        executor = DaskExecutor(spec, args.dask)
     writers, reader = predict_writers(args, segmenter)
     started = time.perf_counter()
     report = predict_files(segmenter, args.inputs, args.out, with_overlay=args.overlay,
                            with_probability=args.probability, strict=args.strict, resume=not args.overwrite,
-                           shard=shard, batch_size=batch_size, workers=args.workers, engine=engine,
+                           shard=shard, batch_size=batch_size, workers=args.workers, executor=executor,
                            progress={"auto": None, "on": True, "off": False}[args.progress], writers=writers,
                            reader=reader)
     seconds = time.perf_counter() - started
