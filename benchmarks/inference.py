@@ -26,7 +26,7 @@ from skinnet.batch.run import predict_files
 from skinnet.config import load_config
 from skinnet.data.io import read_image
 from skinnet.data.samples import SAMPLE_IMAGES
-from skinnet.inference.onnx import OnnxModel, export_onnx
+from skinnet.inference.onnx import OnnxBackend, export_onnx
 from skinnet.inference.segmenter import Segmenter
 from skinnet.networks import build_model
 from skinnet.weights import default_model_path
@@ -71,7 +71,7 @@ def main() -> None:
     rows.append(("SkinNet w32 @512, channels_last",
                  median_seconds(eager(skinnet_cl, x.to(memory_format=torch.channels_last)), args.repeats)))
     with tempfile.TemporaryDirectory() as tmp:
-        session = OnnxModel(export_onnx(skinnet, paper, Path(tmp) / "paper.onnx"), threads=args.threads)
+        session = OnnxBackend(export_onnx(skinnet, paper, Path(tmp) / "paper.onnx"), threads=args.threads)
         array = x.numpy()
         rows.append(("SkinNet w32 @512, ONNX Runtime", median_seconds(lambda: session(array), args.repeats)))
 

@@ -26,7 +26,7 @@ import numpy as np
 from skinnet import runs
 from skinnet.data.io import read_image, read_mask, write_csv
 from skinnet.evaluation.comparison import paired_table
-from skinnet.inference.onnx import PRECISIONS, OnnxModel, export_onnx
+from skinnet.inference.onnx import PRECISIONS, OnnxBackend, export_onnx
 from skinnet.inference.quantize import CALIBRATION_IMAGES, quantize_onnx
 from skinnet.inference.segmenter import Segmenter
 from skinnet.metrics import image_metrics
@@ -41,9 +41,10 @@ def fold_segmenters(weights: Path, calibration: list[np.ndarray], shipped: Segme
     quantize_onnx(files["float32"], files["int8"], calibration)
     segmenters = {}
     for precision, path in files.items():
-        engine = OnnxModel(path, threads=1)
-        engine.config.inference.empty_fallback = shipped.config.inference.empty_fallback
-        segmenters[precision] = Segmenter(engine, engine.config, tta=shipped.tta, postprocess=shipped.postprocess)
+        backend = OnnxBackend(path, threads=1)
+        backend.config.inference.empty_fallback = shipped.config.inference.empty_fallback
+        segmenters[precision] = Segmenter(backend, backend.config, tta=shipped.tta,
+                                          postprocess=shipped.postprocess)
     return segmenters
 
 

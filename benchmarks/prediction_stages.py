@@ -7,7 +7,7 @@ the speed-up of each (N threads at full use give about N, a stage that holds the
 
 - decode: read the JPEG (Pillow);
 - prepare: resize to the network's input and normalise;
-- network: the engine on the prepared batch (with the model's TTA: its flip views in one call, averaged);
+- network: the backend on the prepared batch (with the model's TTA: its flip views in one call, averaged);
 - resize back: the lesion probability to the image's size (OpenCV);
 - mask: threshold, empty-mask fallback and post-processing at the image's size (scipy.ndimage);
 - write: encode the mask PNG and write it atomically.
@@ -46,9 +46,9 @@ def stage_functions(segmenter: Any, out_dir: Path) -> list[tuple[str, Callable[[
 
     def network(batch: np.ndarray) -> np.ndarray:  # as Segmenter: the flip views' mean at the input size
         if not segmenter.tta:
-            return segmenter.engine(batch)[0]
+            return segmenter.backend(batch)[0]
         views = np.concatenate([flip(batch, axes, plane=2) for axes in FLIPS])
-        probabilities = np.split(segmenter.engine(np.ascontiguousarray(views)), len(FLIPS))
+        probabilities = np.split(segmenter.backend(np.ascontiguousarray(views)), len(FLIPS))
         return np.mean([flip(p, axes, plane=1) for p, axes in zip(probabilities, FLIPS, strict=True)],
                        axis=0)[0]
 

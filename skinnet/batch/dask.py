@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from skinnet.batch.local import Outcome, Reader, run_local
+from skinnet.batch.local import OnDone, Outcome, Reader, run_local
 from skinnet.batch.store import OutputStore, WorkItem
 from skinnet.data.io import InputError
 from skinnet.extras import require
@@ -59,8 +59,9 @@ def predict_chunk(spec: ModelSpec, items: Sequence[WorkItem], store: OutputStore
     return [Outcome(image_id) for image_id in sorted(finished)] + outcomes
 
 
-class DaskEngine:
-    """Runs a prediction on a Dask cluster (see :func:`skinnet.batch.run.predict_files`'s ``engine``).
+class DaskExecutor:
+    """Runs a batch job on a Dask cluster (an :class:`~skinnet.batch.local.Executor`: see
+    :func:`skinnet.batch.run.predict_files`'s ``executor``). Each worker loads the model of ``spec`` itself.
 
     Args:
         spec: the model and options each worker loads.
@@ -76,7 +77,7 @@ class DaskEngine:
         self.chunk_size = chunk_size
 
     def _client(self) -> tuple[Any, bool]:
-        """The client, and whether this engine opened it (and so closes it)."""
+        """The client, and whether this executor opened it (and so closes it)."""
         distributed = import_distributed()
         if isinstance(self.scheduler, distributed.Client):
             return self.scheduler, False
@@ -84,9 +85,11 @@ class DaskEngine:
             return distributed.Client(scheduler_file=str(self.scheduler)), True
         return distributed.Client(str(self.scheduler)), True
 
-    def run(self, items: Sequence[WorkItem], store: OutputStore, batch_size: int, strict: bool = False,
-            reader: Reader | None = None, on_done: Callable[[list[Outcome]], None] | None = None) -> list[Outcome]:
+    def run(self, predictor: Any, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
+            strict: bool = False, reader: Reader | None = None, on_done: OnDone | None = None) -> list[Outcome]:
         """Predict ``items`` on the cluster; outcomes in the order the tasks finished.
+
+        ``predictor`` is the driver's copy of the model and is not sent: each worker loads ``spec``.
 
         Raises:
             InputError: with ``strict``, the first bad file a task met (the other tasks are cancelled).

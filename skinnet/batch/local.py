@@ -1,6 +1,7 @@
-"""The unit of work of every engine (read, segment and write one batch), and the local engine that runs it.
+"""The unit of work of every executor (read, segment and write one batch), the protocol executors share,
+and the local executor, which runs the batches in this process.
 
-With ``workers > 1`` the local engine gives each batch to a pool of threads, at most ``2 * workers`` batches
+With ``workers > 1`` the local executor gives each batch to a pool of threads, at most ``2 * workers`` batches
 in flight: while one thread is inside the network (which releases the GIL), others decode JPEGs and
 encode PNGs, so the stages overlap and memory stays bounded. Every forward pass gets exactly
 ``batch_size`` images, a short last batch being padded with tiny blank images, so an image's result does
@@ -14,7 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -36,6 +37,21 @@ class Outcome:
 
 
 Reader = Callable[[Path], Any]
+OnDone = Callable[[list[Outcome]], None]
+
+
+class Executor(Protocol):
+    """What runs a batch job's work items (:func:`skinnet.batch.run.predict_files`'s ``executor``):
+    :class:`LocalExecutor` in this process, :class:`skinnet.batch.dask.DaskExecutor` on a cluster."""
+
+    def run(self, predictor: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
+            strict: bool = False, reader: Reader = read_image, on_done: OnDone | None = None) -> list[Outcome]:
+        """Predict ``items`` and commit their outputs to ``store``; one outcome per item.
+
+        Raises:
+            InputError: with ``strict``, the first file that cannot be read.
+        """
+        ...
 
 
 def predict_batch(segmenter: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
@@ -78,7 +94,7 @@ def predict_batch(segmenter: Predictor, items: Sequence[WorkItem], store: Output
 
 def run_local(segmenter: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int = 1,
               workers: int = 1, strict: bool = False, reader: Reader = read_image,
-              on_done: Callable[[list[Outcome]], None] | None = None) -> list[Outcome]:
+              on_done: OnDone | None = None) -> list[Outcome]:
     """Predict ``items`` in this process: one batch after another, or ``workers`` threads at a time.
 
     Args:
@@ -115,6 +131,21 @@ def run_local(segmenter: Predictor, items: Sequence[WorkItem], store: OutputStor
     finally:  # on an error (a full disk) or Ctrl-C, start nothing new; batches in flight finish
         pool.shutdown(wait=True, cancel_futures=True)
     return outcomes
+
+
+@dataclass(frozen=True)
+class LocalExecutor:
+    """Runs a batch job in this process (see :func:`run_local`).
+
+    Attributes:
+        workers: threads, each taking a whole batch from file to outputs; 1 runs them one after another.
+    """
+
+    workers: int = 1
+
+    def run(self, predictor: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
+            strict: bool = False, reader: Reader = read_image, on_done: OnDone | None = None) -> list[Outcome]:
+        return run_local(predictor, items, store, batch_size, self.workers, strict, reader, on_done)
 
 
 class ProgressBar:

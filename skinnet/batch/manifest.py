@@ -1,7 +1,7 @@
 """What produced a folder of predictions: the model files' SHA-256 and the options, in ``manifest.json``.
 
 The identity of a run is every choice that changes its output files: the content of each model file (not
-its path), the engine and its precision, TTA, threshold, post-processing, and the writers with their
+its path), the backend and its precision, TTA, threshold, post-processing, and the writers with their
 settings. Its short hash, the run key, tells a resumed run whether outputs already in the folder are its own.
 Thread counts and batch size are not part of it: they change results by float rounding at most.
 """

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skinnet.batch.local import ProgressBar, Reader, run_local
+from skinnet.batch.local import Executor, LocalExecutor, ProgressBar, Reader
 from skinnet.batch.manifest import run_identity
 from skinnet.batch.shard import TABLE, Shard, shard_table
 from skinnet.batch.store import OutputStore
@@ -57,7 +57,8 @@ def unique_images(paths: Iterable[Path]) -> tuple[list[tuple[str, Path]], list[t
 def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: str | Path,
                   with_overlay: bool = False, with_probability: bool = False, strict: bool = False, *,
                   writers: Sequence[OutputWriter] | None = None, resume: bool = False, shard: Shard | None = None,
-                  batch_size: int = 1, workers: int = 1, engine: Any = None, reader: Reader = read_image,
+                  batch_size: int = 1, workers: int = 1, executor: Executor | None = None,
+                  reader: Reader = read_image,
                   progress: bool | None = False) -> PredictionReport:
     """Write ``<id>_segmentation.png`` (0/255, the input's size) for each image of ``inputs`` into ``out_dir``.
 
@@ -78,9 +79,11 @@ def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: s
         resume: skip images whose outputs a run of the same model files and options finished.
         shard: predict only this shard's images (its table is ``predictions.shard-K-of-N.csv``).
         batch_size: images per forward pass.
-        workers: threads each taking a batch from file to outputs (1: one batch after another).
-        engine: run on a cluster instead of in this process (e.g. a
-            :class:`~skinnet.batch.dask.DaskEngine`); ``segmenter`` then only names the model.
+        workers: threads of the default executor, each taking a batch from file to outputs (1: one batch
+            after another).
+        executor: what runs the batches (an :class:`~skinnet.batch.local.Executor`); ``None``: a
+            :class:`~skinnet.batch.local.LocalExecutor` of ``workers`` threads. On a cluster (a
+            :class:`~skinnet.batch.dask.DaskExecutor`) ``segmenter`` only names the model.
         reader: reads one input file (see :func:`skinnet.batch.local.predict_batch`).
         progress: show a progress bar; ``None`` shows it on a terminal only.
     """
@@ -95,10 +98,8 @@ def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: s
     todo, skipped = store.plan(images, resume, extra_files=[table.name] if table else [])
     bar = ProgressBar(len(todo), progress)
     try:
-        if engine is None:
-            outcomes = run_local(segmenter, todo, store, batch_size, workers, strict, reader, on_done=bar)
-        else:
-            outcomes = engine.run(todo, store, batch_size, strict, reader, on_done=bar)
+        executor = executor or LocalExecutor(workers)
+        outcomes = executor.run(segmenter, todo, store, batch_size, strict, reader, on_done=bar)
     finally:
         bar.close()
         store.close()

@@ -45,16 +45,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # the worker threads share the cores: by default each network call gets an equal share of them
     cores = max(1, (os.cpu_count() or 1) // args.workers)
     segmenter = spec.load() if args.threads or args.dask else replace(spec, threads=cores).load()
-    engine = None
+    executor = None  # the local one, of args.workers threads
     if args.dask:
-        from skinnet.batch.dask import DaskEngine
+        from skinnet.batch.dask import DaskExecutor
 
-        engine = DaskEngine(spec, args.dask)
+        executor = DaskExecutor(spec, args.dask)
     writers, reader = predict_writers(args, segmenter)
     with contextlib.ExitStack() as stack:
         inputs, web = args.inputs, None
         if args.stow_to or any(text.startswith(("http://", "https://")) for text in args.inputs):
-            web = stack.enter_context(dicomweb_run(args, engine))
+            web = stack.enter_context(dicomweb_run(args, executor))
             inputs = web.inputs
             writers, reader = web.outputs(segmenter, writers, args.overlay, args.probability)
             for line in web.skipped:
@@ -62,7 +62,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         report = predict_files(segmenter, inputs, args.out, with_overlay=args.overlay,
                                with_probability=args.probability, strict=args.strict, resume=not args.overwrite,
-                               shard=shard, batch_size=batch_size, workers=args.workers, engine=engine,
+                               shard=shard, batch_size=batch_size, workers=args.workers, executor=executor,
                                progress={"auto": None, "on": True, "off": False}[args.progress], writers=writers,
                                reader=reader)
         seconds = time.perf_counter() - started
@@ -109,7 +109,7 @@ def predict_writers(args: argparse.Namespace, predictor: Predictor) -> tuple[lis
     return [*extras, mask], reader
 
 
-def dicomweb_run(args: argparse.Namespace, engine: object) -> Any:
+def dicomweb_run(args: argparse.Namespace, executor: object) -> Any:
     """The DICOMweb inputs and ``--stow-to`` of a predict run (:class:`skinnet.node.dicomweb.DicomWebRun`)."""
     from skinnet.extras import require
 
@@ -117,7 +117,7 @@ def dicomweb_run(args: argparse.Namespace, engine: object) -> Any:
     from skinnet.node.config import read_token
     from skinnet.node.dicomweb import DicomWebRun
 
-    if engine is not None:
+    if executor is not None:
         raise ConfigError("DICOMweb inputs and --stow-to run on this machine: drop --dask")
     return DicomWebRun(args.inputs, args.stow_to, read_token(args.token_file))
 

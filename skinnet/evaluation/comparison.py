@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from skinnet.config import Config
 from skinnet.devices import resolve_device
-from skinnet.inference.onnx import OnnxModel, export_onnx
+from skinnet.inference.onnx import OnnxBackend, export_onnx
 from skinnet.losses import soft_dice_loss
 from skinnet.networks import build_model
 
@@ -109,7 +109,7 @@ def onnx_seconds_per_image(config: Config, threads: int, size: int | None = None
     size = size or config.data.image_size
     batch = np.random.default_rng(0).standard_normal((1, config.model.in_channels, size, size), np.float32)
     with tempfile.TemporaryDirectory() as tmp:
-        session = OnnxModel(export_onnx(model, config, Path(tmp) / "model.onnx"), threads=threads)
+        session = OnnxBackend(export_onnx(model, config, Path(tmp) / "model.onnx"), threads=threads)
         for _ in range(2):
             session(batch)
         times = []

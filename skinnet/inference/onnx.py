@@ -1,4 +1,4 @@
-"""ONNX export (dynamic batch and spatial size) and an ONNX Runtime backend with the Segmenter's interface."""
+"""ONNX export (dynamic batch and spatial size) and the ONNX Runtime backend of a Segmenter."""
 
 from __future__ import annotations
 
@@ -108,13 +108,16 @@ def stored_config(metadata: Mapping[str, str], path: str | Path) -> Config:
     return config_from_dict(json.loads(metadata[CONFIG_KEY]))
 
 
-class OnnxModel:
-    """ONNX Runtime session that maps normalised ``float32 (N, 3, H, W)`` to lesion probabilities.
+class OnnxBackend:
+    """ONNX Runtime session as a backend: normalised ``float32 (N, 3, H, W)`` in, lesion probabilities out.
 
     Args:
         path: an ``.onnx`` file written by :func:`export_onnx`.
         threads: intra-op threads (default: all cores).
     """
+
+    # How a run's manifest names this backend (see skinnet.inference.segmenter.TorchBackend.manifest_name).
+    manifest_name = "OnnxModel"
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         options = ort.SessionOptions()

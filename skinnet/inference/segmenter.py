@@ -18,12 +18,13 @@ from skinnet.devices import resolve_device
 from skinnet.inference.predictor import FLIPS, Predictor, flip, view_size
 from skinnet.networks.files import load_model, model_path
 
-# An engine maps normalised float32 (N, 3, S, S) to lesion probabilities (N, S, S).
-Engine = Callable[[np.ndarray], np.ndarray]
+# A backend runs the network of each batch: normalised float32 (N, 3, S, S) in, lesion probabilities (N, S, S)
+# out (TorchBackend here, skinnet.inference.onnx.OnnxBackend).
+Backend = Callable[[np.ndarray], np.ndarray]
 
 
-class TorchEngine:
-    """A PyTorch network as an engine: softmax of its 2-class logits.
+class TorchBackend:
+    """A PyTorch network as a backend: softmax of its 2-class logits.
 
     Args:
         model: the network.
@@ -31,6 +32,10 @@ class TorchEngine:
         half: float16 autocast; ``None`` uses it on CUDA only (tested to match float32 there,
             tests/inference/test_gpu_batches.py).
     """
+
+    # How a run's manifest names this backend: the class's name before it was renamed (issue 22), kept so
+    # that run keys do not change and a resumed archive keeps the outputs it has.
+    manifest_name = "TorchEngine"
 
     def __init__(self, model: nn.Module, device: torch.device | None = None, half: bool | None = None) -> None:
         self.device = device or next(model.parameters()).device
@@ -57,7 +62,7 @@ class Segmenter(Predictor):
     one-image methods are :class:`~skinnet.inference.predictor.Predictor`'s.
 
     Args:
-        model: a network returning 2-class logits, or an engine (see :data:`Engine`).
+        model: a network returning 2-class logits, or a backend (see :data:`Backend`).
         config: the run config the network was trained with (input size, normalisation, post-processing).
         device: where a torch network runs; defaults to the model's device.
         batch_size: images per forward pass in :meth:`predict_proba_batch`.
@@ -67,12 +72,12 @@ class Segmenter(Predictor):
             the steps saved with the model (``config.inference.postprocess``), ``[]`` disables them.
     """
 
-    def __init__(self, model: nn.Module | Engine, config: Config, device: torch.device | None = None,
+    def __init__(self, model: nn.Module | Backend, config: Config, device: torch.device | None = None,
                  batch_size: int = 4, tta: bool | None = None, postprocess: Sequence[str] | None = None) -> None:
         super().__init__(config, postprocess)  # model_files: set by from_file
-        self.engine: Engine = TorchEngine(model, device) if isinstance(model, nn.Module) else model
+        self.backend: Backend = TorchBackend(model, device) if isinstance(model, nn.Module) else model
         self.model = model
-        self.device = getattr(self.engine, "device", torch.device("cpu"))
+        self.device = getattr(self.backend, "device", torch.device("cpu"))
         self.batch_size = batch_size
         self.tta = config.inference.tta if tta is None else tta
 
@@ -107,7 +112,7 @@ class Segmenter(Predictor):
         if precision == "int8" and backend != "onnx" and path.suffix != ".onnx":
             raise ConfigError("int8 runs on ONNX Runtime: use the onnx backend (--backend onnx)")
         if path.suffix == ".onnx" or backend == "onnx":
-            from skinnet.inference.onnx import OnnxModel, cached_export
+            from skinnet.inference.onnx import OnnxBackend, cached_export
 
             if path.suffix != ".onnx" and precision == "int8":
                 from skinnet.inference.quantize import cached_int8
@@ -115,11 +120,12 @@ class Segmenter(Predictor):
                 path = cached_int8(path)
             elif path.suffix != ".onnx":
                 path = cached_export(path)
-            engine = OnnxModel(path, threads)
-            if precision is not None and engine.precision != precision:
-                raise ConfigError(f"{source}: a {engine.precision} ONNX file, not {precision} (an int8 copy: "
-                                  "skinnet export --int8, or pass the weights file)")
-            segmenter = cls(engine, engine.config, batch_size=batch_size, tta=tta, postprocess=postprocess)
+            onnx_backend = OnnxBackend(path, threads)
+            if precision is not None and onnx_backend.precision != precision:
+                raise ConfigError(f"{source}: a {onnx_backend.precision} ONNX file, not {precision} (an int8 "
+                                  "copy: skinnet export --int8, or pass the weights file)")
+            segmenter = cls(onnx_backend, onnx_backend.config, batch_size=batch_size, tta=tta,
+                            postprocess=postprocess)
         else:
             torch_device = resolve_device(device)
             model, config = load_model(path, torch_device)
@@ -131,13 +137,13 @@ class Segmenter(Predictor):
         """Lesion probabilities ``(N, S, S)`` of resized uint8 images ``(N, S, S, 3)``, flip-averaged with TTA."""
         batch = prepare_input(resized, self.config.data)
         if not self.tta:
-            return self.engine(batch)
+            return self.backend(batch)
         return self._flip_views(batch).mean(axis=0)
 
     def _flip_views(self, batch: np.ndarray) -> np.ndarray:
         """``(4, N, S, S)``: the probabilities of a prepared batch and of its three flips, flipped back."""
         stacked = np.concatenate([flip(batch, axes, plane=2) for axes in FLIPS])
-        probs = np.split(self.engine(np.ascontiguousarray(stacked)), len(FLIPS))
+        probs = np.split(self.backend(np.ascontiguousarray(stacked)), len(FLIPS))
         return np.stack([flip(p, axes, plane=1) for p, axes in zip(probs, FLIPS, strict=True)])
 
     def predict_views_batch(self, images: Sequence[np.ndarray], max_side: int | None = None) -> list[np.ndarray]:
@@ -164,9 +170,13 @@ class Segmenter(Predictor):
         return out
 
     def describe(self) -> dict[str, Any]:
-        """The engine, its precision, TTA, threshold and post-processing."""
-        return {"engine": type(self.engine).__name__,
-                "precision": getattr(self.engine, "precision", "float32"),
+        """The backend, its precision, TTA, threshold and post-processing.
+
+        The manifest's key for the backend stays ``"engine"``, and each backend's name its
+        ``manifest_name``, as before the engine/backend rename: another spelling would change every run key.
+        """
+        return {"engine": getattr(self.backend, "manifest_name", type(self.backend).__name__),
+                "precision": getattr(self.backend, "precision", "float32"),
                 "tta": bool(self.tta), "threshold": self.threshold, "postprocess": list(self.postprocess)}
 
     def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -26,7 +26,7 @@ SEG_FILE, SR_FILE = "1-seg.dcm", "2-sr.dcm"
 
 
 def settings_key(predictor: Predictor) -> str:
-    """The predictor's choices that change a mask (engine precision, TTA, threshold, post-processing), as
+    """The predictor's choices that change a mask (backend precision, TTA, threshold, post-processing), as
     part of the result UIDs: another setting gives other objects, the same setting the same ones."""
     return json.dumps(predictor.describe(), sort_keys=True)
 

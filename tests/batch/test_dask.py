@@ -1,4 +1,4 @@
-"""The Dask engine on a real local cluster (2 worker processes on 127.0.0.1): the bytes of a local run."""
+"""The Dask executor on a real local cluster (2 worker processes on 127.0.0.1): the bytes of a local run."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from skinnet.batch.dask import DaskEngine, import_distributed
+from skinnet.batch.dask import DaskExecutor, import_distributed
 from skinnet.batch.run import predict_files
 from skinnet.batch.store import JOURNALS
 from skinnet.extras import MissingExtraError
@@ -53,9 +53,9 @@ def test_a_cluster_run_writes_the_bytes_of_a_local_run_and_reports_bad_files(
                               workers=2, resume=True)
     finally:
         torch.set_num_threads(threads)
-    engine = DaskEngine(spec, client, chunk_size=4)
+    executor = DaskExecutor(spec, client, chunk_size=4)
     cluster = predict_files(segmenter, [images], tmp_path / "dask", with_probability=True, batch_size=2,
-                            engine=engine, resume=True)
+                            executor=executor, resume=True)
     assert len(cluster.written) == len(local.written) == 20
     assert cluster.failed == local.failed and len(local.failed) == 1
     assert local.failed[0].startswith(f"{images / 'notes.jpg'}: not a readable image")
@@ -64,7 +64,7 @@ def test_a_cluster_run_writes_the_bytes_of_a_local_run_and_reports_bad_files(
     journals = list((tmp_path / "dask" / JOURNALS).glob("*/*.jsonl"))
     assert len({path.name.split("-")[-2] for path in journals}) == 2  # written by both worker processes
     again = predict_files(segmenter, [images], tmp_path / "dask", with_probability=True, batch_size=2,
-                          engine=engine, resume=True)
+                          executor=executor, resume=True)
     assert len(again.skipped) == 20 and not again.written and len(again.failed) == 1
 
 

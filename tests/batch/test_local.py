@@ -1,4 +1,4 @@
-"""The pipelined engine: the same bytes as one image at a time, bad files as outcomes, a counting progress bar."""
+"""The local executor's worker threads: the bytes of one image at a time, bad files as outcomes, a progress bar."""
 
 from __future__ import annotations
 

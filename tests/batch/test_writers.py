@@ -116,7 +116,7 @@ def test_a_cluster_run_gives_the_same_table_and_segs(model_file: Path, make_dico
     import pydicom
     from distributed import Client, LocalCluster
 
-    from skinnet.batch.dask import DaskEngine
+    from skinnet.batch.dask import DaskExecutor
     from skinnet.inference.model_spec import ModelSpec
 
     inputs = tmp_path / "in"
@@ -128,10 +128,10 @@ def test_a_cluster_run_gives_the_same_table_and_segs(model_file: Path, make_dico
     tables = {}
     with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        for name, engine in (("local", None), ("dask", DaskEngine(spec, client, chunk_size=2))):
+        for name, executor in (("local", None), ("dask", DaskExecutor(spec, client, chunk_size=2))):
             writers = [FindingsWriter(segmenter), DicomSegWriter(ModelInfo.of(segmenter)), MaskWriter()]
             report = predict_files(segmenter, [inputs], tmp_path / name, writers=writers, reader=read_dicom_only,
-                                   engine=engine)
+                                   executor=executor)
             assert len(report.written) == 4 and not report.failed
             write_measurements(report.table, tmp_path / f"{name}.csv")
             tables[name] = rows_of(tmp_path / f"{name}.csv")

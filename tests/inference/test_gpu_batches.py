@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from skinnet.data.io import read_image
-from skinnet.inference.segmenter import Segmenter, TorchEngine
+from skinnet.inference.segmenter import Segmenter, TorchBackend
 from skinnet.networks.files import load_model
 from skinnet.weights import default_model_path
 
@@ -21,9 +21,9 @@ def segmenters(batch_size: int) -> tuple[Segmenter, Segmenter]:
     """The shipped model on the GPU in float16 autocast (the default there) and in float32."""
     device = torch.device("cuda")
     model, config = load_model(default_model_path(), device)
-    assert TorchEngine(model, device).half  # the default on CUDA is what is tested here
-    return (Segmenter(TorchEngine(model, device, half=True), config, batch_size=batch_size),
-            Segmenter(TorchEngine(model, device, half=False), config, batch_size=batch_size))
+    assert TorchBackend(model, device).half  # the default on CUDA is what is tested here
+    return (Segmenter(TorchBackend(model, device, half=True), config, batch_size=batch_size),
+            Segmenter(TorchBackend(model, device, half=False), config, batch_size=batch_size))
 
 
 def test_half_precision_matches_float32_within_the_tolerance(sample_data: Path) -> None:

@@ -12,7 +12,7 @@ import torch
 from skinnet.data.cache import resize_image
 from skinnet.data.io import read_image
 from skinnet.data.normalize import normalize
-from skinnet.inference.onnx import OnnxModel, export_onnx
+from skinnet.inference.onnx import OnnxBackend, export_onnx
 from skinnet.inference.segmenter import Segmenter
 from skinnet.networks.files import ModelFileError, load_model
 
@@ -36,7 +36,7 @@ def test_onnx_probabilities_match_pytorch(exported: Path, tiny_model: Path, samp
     batch = real_batch(sample_data, size, count, config)
     with torch.no_grad():
         expected = torch.softmax(model(torch.from_numpy(batch)), 1)[:, 1].numpy()
-    got = OnnxModel(exported, threads=1)(batch)
+    got = OnnxBackend(exported, threads=1)(batch)
     assert got.shape == (count, size, size)  # dynamic batch and spatial size
     assert np.abs(got - expected).max() < 1e-4
     assert expected.std() > 1e-3  # a trained, non-constant output: the check has teeth
@@ -44,7 +44,7 @@ def test_onnx_probabilities_match_pytorch(exported: Path, tiny_model: Path, samp
 
 def test_onnx_file_carries_the_config(exported: Path, tiny_model: Path) -> None:
     _, config = load_model(tiny_model)
-    assert OnnxModel(exported).config == config
+    assert OnnxBackend(exported).config == config
     onnx.checker.check_model(onnx.load(str(exported)))
 
 
@@ -64,14 +64,14 @@ def test_onnx_without_skinnet_metadata_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "plain.onnx"
     torch.onnx.export(torch.nn.Identity(), (torch.zeros(1, 3, 8, 8),), str(path), dynamo=False)
     with pytest.raises(ModelFileError, match="no skinnet_config metadata"):
-        OnnxModel(path)
+        OnnxBackend(path)
 
 
 def test_the_pretrained_encoder_network_exports_with_parity(tiny_pretrained_run: Path, sample_data: Path,
                                                             tmp_path: Path) -> None:
     model, config = load_model(tiny_pretrained_run / "fold_0" / "best.safetensors")
     exported = export_onnx(model, config, tmp_path / "pretrained.onnx")
-    session = OnnxModel(exported, threads=1)
+    session = OnnxBackend(exported, threads=1)
     for size, count in ((64, 2), (96, 1), (128, 3)):  # sizes the encoder's stride 32 divides
         batch = real_batch(sample_data, size, count, config)
         with torch.no_grad():

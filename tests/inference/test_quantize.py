@@ -10,7 +10,7 @@ import pytest
 
 from skinnet.cli import main
 from skinnet.data.io import read_image
-from skinnet.inference.onnx import PRECISION_KEY, OnnxModel, export_onnx
+from skinnet.inference.onnx import PRECISION_KEY, OnnxBackend, export_onnx
 from skinnet.inference.quantize import calibration_images, quantize_onnx
 from skinnet.inference.segmenter import Segmenter
 from skinnet.metrics import image_metrics
@@ -74,7 +74,7 @@ def test_an_unknown_precision_in_the_metadata_is_refused(tiny_model: Path, tmp_p
     entry.key, entry.value = PRECISION_KEY, "int4"
     onnx.save(graph, str(path))
     with pytest.raises(ModelFileError, match=f"unknown {PRECISION_KEY} 'int4'"):
-        OnnxModel(path)
+        OnnxBackend(path)
 
 
 def test_int8_precision_quantises_a_weights_file_once_then_reuses_it(
