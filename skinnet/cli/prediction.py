@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from skinnet.cli.arguments import add_backend_options, backend_of, pixel_spacing, positive_int, report_problems
+from skinnet.cli.arguments import add_backend_options, pixel_spacing, positive_int, report_problems
 from skinnet.config import ConfigError
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from skinnet.batch.run import predict_files
     from skinnet.batch.shard import Shard
-    from skinnet.batch.writers import predict_outputs, write_measurements
+    from skinnet.batch.writers import predict_outputs, standard_writers, write_measurements
     from skinnet.devices import resolve_device
     from skinnet.inference.model_spec import ModelSpec
+    from skinnet.inference.segmenter import choose_runtime
+    from skinnet.weights import default_model_path
 
     if args.model and args.run:
         raise ConfigError("--model and --run both given: pass --model for one model file, or --run for the "
@@ -28,12 +31,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     postprocess = None if args.postprocess == "saved" else steps
     tta = {"saved": None, "on": True, "off": False}[args.tta]
     shard = Shard.parse(args.shard) if args.shard else None
-    backend = backend_of(args)
+    # resolved here, once, so that cluster workers run what the manifest records
+    runtime = choose_runtime(None if args.run else args.model or default_model_path(), args.backend,
+                             args.precision, args.device)
+    if runtime.note:
+        print(f"note: {runtime.note}", file=sys.stderr)
+    backend = runtime.backend
     batch_size = args.batch_size or (8 if backend == "torch" and resolve_device(args.device).type == "cuda" else 1)
     # with --run, the fold models of a cross-validation run, their probabilities averaged
     spec = ModelSpec(model=args.model, run=args.run, device=args.device, backend=backend, tta=tta,
                      postprocess=postprocess, threads=args.threads, batch_size=batch_size,
-                     precision="int8" if args.int8 else None)
+                     precision=runtime.precision)
     # the worker threads share the cores: by default each network call gets an equal share of them
     cores = max(1, (os.cpu_count() or 1) // args.workers)
     segmenter = spec.load() if args.threads or args.dask else replace(spec, threads=cores).load()
@@ -44,6 +52,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         engine = DaskEngine(spec, args.dask)
     writers, reader = predict_outputs(segmenter, args.overlay, args.probability, bool(args.measurements),
                                       args.uncertainty, args.dicom_seg, args.pixel_spacing, spec)
+    if not args.overwrite:
+        explain_recompute(Path(args.out), segmenter,
+                          standard_writers(args.overlay, args.probability) if writers is None else list(writers))
     started = time.perf_counter()
     report = predict_files(segmenter, args.inputs, args.out, with_overlay=args.overlay,
                            with_probability=args.probability, strict=args.strict, resume=not args.overwrite,
@@ -54,8 +65,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for path in report.written:
         print(path)
     per_image = seconds / max(len(report.written), 1)
-    print(f"{len(report.written)} masks written to {args.out} in {seconds:.2f} s ({per_image:.3f} s per image)",
-          file=sys.stderr)
+    print(f"{len(report.written)} masks written to {args.out} in {seconds:.2f} s ({per_image:.3f} s per image, "
+          f"{segmenter.runtime})", file=sys.stderr)
     if report.skipped:
         print(f"{len(report.skipped)} images already done by a run of the same model and options: skipped "
               "(--overwrite recomputes them)", file=sys.stderr)
@@ -66,6 +77,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rows = write_measurements(report.table, args.measurements)
         print(f"measurements of {rows} images: {args.measurements}", file=sys.stderr)
     return report_problems(report.failed)
+
+
+def runtime_named(inference: object) -> str:
+    """``"onnx int8"`` from a manifest's ``inference`` record (a segmenter's or an ensemble's describe())."""
+    if not isinstance(inference, dict):
+        return "?"
+    members = inference.get("ensemble") or [inference]
+    backends = {"TorchEngine": "torch", "OnnxModel": "onnx"}
+    names = [f"{backends.get(str(m.get('engine')), m.get('engine'))} {m.get('precision')}" for m in members
+             if isinstance(m, dict)]
+    return ";".join(dict.fromkeys(names)) or "?"
+
+
+def explain_recompute(out: Path, predictor: Any, writers: list[Any]) -> None:
+    """Say why a folder an earlier run made with another backend or precision is predicted again."""
+    from skinnet.batch.manifest import read_manifest, run_identity, run_key
+
+    old = read_manifest(out)
+    identity = run_identity(predictor, writers)
+    if not old or identity is None or old.get("key") == run_key(identity):
+        return
+    before, now = runtime_named(old.get("inference")), runtime_named(identity["inference"])
+    if before != now:
+        print(f"note: {out} was predicted with {before}, this run uses {now}: its images are predicted again "
+              f"(to resume it as it was made, pass {runtime_options(before)})", file=sys.stderr)
+
+
+def runtime_options(runtime: str) -> str:
+    """The options that ask for a runtime such as ``"torch float32"``."""
+    backend, _, precision = runtime.partition(" ")
+    if precision == "int8":
+        return "--precision int8"
+    if backend == "onnx":
+        return "--backend onnx --precision float32"
+    return "--backend torch"
 
 
 def cmd_merge_shards(args: argparse.Namespace) -> int:
@@ -85,21 +131,58 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = args.model or default_model_path()
     if path is None:
         raise ModelFileError("no --model given and no shipped model found")
+    calibration_options = [name for name, value in (("--calibration", args.calibration),
+                                                    ("--calibration-images", args.calibration_images),
+                                                    ("--calibration-seed", args.calibration_seed))
+                           if value is not None]
+    if calibration_options and not args.int8:
+        raise ConfigError(f"{', '.join(calibration_options)}: only with --int8 (calibration sets the int8 copy's "
+                          "ranges); add --int8, or leave it out for a float32 export")
     model, config = load_checked(path)
     if not args.int8:
         print(export_onnx(model, config, args.onnx))
         return 0
+    from skinnet.data.io import file_sha256
     from skinnet.data.samples import SAMPLE_IMAGES
-    from skinnet.inference.quantize import CALIBRATION_IMAGES, calibration_images, quantize_onnx
+    from skinnet.inference.onnx import scratch_folder
+    from skinnet.inference.quantize import (
+        AGREEMENT_WARNING,
+        CALIBRATION_IMAGES,
+        calibration_images,
+        calibration_set,
+        mask_agreement,
+        quantize_onnx,
+    )
+    from skinnet.version import __version__
 
-    images, problems = calibration_images(args.calibration or [SAMPLE_IMAGES],
-                                          args.calibration_images or CALIBRATION_IMAGES)
+    inputs = args.calibration or [SAMPLE_IMAGES]
+    seed, count = args.calibration_seed or 0, args.calibration_images or CALIBRATION_IMAGES
+    # the bundled samples check the copy below, so they never calibrate it unless they are all there is
+    exclude = sorted(SAMPLE_IMAGES.glob("*.jpg")) if args.calibration else []
+    images, used, problems = calibration_set(inputs, count, seed, exclude)
     for problem in problems:
         print(f"skipped calibration image {problem}", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as scratch:
-        float32 = export_onnx(model, config, Path(scratch) / "float32.onnx")
-        count = quantize_onnx(float32, args.onnx, images)
-    print(f"{args.onnx} (int8, calibrated on {count} images)")
+    if not images:
+        raise ConfigError(f"no usable calibration image among the {len(problems)} drawn from "
+                          f"{', '.join(map(str, inputs))}: int8 calibration needs a few dozen typical images")
+    out = Path(args.onnx)
+    with scratch_folder(out.absolute().parent) as scratch:
+        float32 = export_onnx(model, config, scratch / "float32.onnx")
+        command = ["skinnet", "export", "--int8", "--onnx", str(args.onnx)]
+        command += ["--model", str(args.model)] if args.model else []
+        command += ["--calibration", *map(str, args.calibration)] if args.calibration else []
+        command += ["--calibration-images", str(count), "--calibration-seed", str(seed)]
+        count = quantize_onnx(float32, out, images, weights_sha256=file_sha256(path),
+                              calibration={"seed": seed, "requested": count, "files": [file.name for file in used],
+                                           "command": shlex.join(command), "skinnet": __version__})
+        checked, _ = calibration_images([SAMPLE_IMAGES], count=8)
+        agreement = mask_agreement(float32, out, checked)
+    print(f"{args.onnx} (int8, calibrated on {count} images; masks agree with float32 at mean Dice "
+          f"{agreement:.3f} on 8 bundled samples)")
+    if agreement < AGREEMENT_WARNING:
+        print(f"warning: {args.onnx}: its masks agree with float32's only at mean Dice {agreement:.3f} on the "
+              "bundled samples (the shipped model's copy: 0.98): calibrate on more images typical of the inputs",
+              file=sys.stderr)
     return 0
 
 
@@ -169,4 +252,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                              "set the quantisation (default: the bundled ISIC sample images)")
     export.add_argument("--calibration-images", type=positive_int, metavar="N",
                         help="with --int8: calibrate on at most N of them, drawn with a fixed seed (default 64)")
+    export.add_argument("--calibration-seed", type=int, metavar="SEED",
+                        help="with --int8: the seed of that draw (default 0); recorded in the file's metadata")
     export.set_defaults(func=cmd_export)
