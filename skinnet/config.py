@@ -122,6 +122,10 @@ class TrainConfig:
 MODEL_NAMES = ("skinnet", "unet")  # skinnet.networks.build_model builds each
 POSTPROCESS_STEPS = ("largest_component", "fill_holes")  # skinnet.inference.postprocess implements each
 BACKENDS = ("torch", "onnx")  # what runs the network of a skinnet.inference.segmenter.Segmenter
+# What from_file, predict and serve accept: "auto" picks (skinnet.inference.segmenter.choose_runtime).
+BACKEND_CHOICES = ("auto", *BACKENDS)
+PRECISIONS = ("float32", "int8")  # the arithmetic of a network's forward pass
+PRECISION_CHOICES = ("auto", *PRECISIONS)
 ENCODER_WEIGHTS = ("imagenet", "random")
 COLOR_CONSTANCY = ("none", "shades_of_gray")
 LR_SCHEDULES = ("plateau", "step", "poly")

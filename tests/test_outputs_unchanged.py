@@ -9,8 +9,10 @@ What it compares: the masks ``skinnet predict`` writes for the 40 bundled sample
 (SHA-256 of each file), the run key of the batch manifest for several option sets (a changed key makes a
 resumed archive recompute everything), and a tiny seeded ``skinnet train`` of the paper network and of the
 pretrained recipe: log.csv's columns and values (all but the seconds), the run folder's file names, the
-SHA-256 of the kept weights' tensors and their stored config (less its folders). Training was
-bit-identical over repeated runs on this CPU; other hardware or thread counts may round differently.
+SHA-256 of the kept weights' tensors and their stored config (less its folders). Since issue 26 the option
+sets pass ``--backend torch``, the default they were recorded with (``int8_default`` was recorded then).
+Training was bit-identical over repeated runs on this CPU; other hardware or thread counts may round
+differently.
 """
 
 from __future__ import annotations
@@ -36,13 +38,16 @@ SAMPLES = REPO / "skinnet" / "sample_data"
 SHIPPED = REPO / "skinnet" / "weights" / "skinnet_isic2017.safetensors"
 # option sets whose manifest key must not change (run on one image: the key does not depend on the images)
 KEY_OPTIONS = {
-    "default": [],
-    "no_tta_no_postprocess": ["--tta", "off", "--postprocess", "none"],
-    "fill_holes": ["--postprocess", "fill_holes"],
-    "writers": ["--overlay", "--probability", "--uncertainty", "--measurements", "{tmp}/m.csv",
-                "--pixel-spacing", "0.02"],
-    "dicom_seg": ["--dicom-seg"],
+    # "--backend torch": the default before issue 26 made the packaged int8 copy the CPU default, so that these
+    # keys are the ones of folders written then (they resume with it)
+    "default": ["--backend", "torch"],
+    "no_tta_no_postprocess": ["--backend", "torch", "--tta", "off", "--postprocess", "none"],
+    "fill_holes": ["--backend", "torch", "--postprocess", "fill_holes"],
+    "writers": ["--backend", "torch", "--overlay", "--probability", "--uncertainty", "--measurements",
+                "{tmp}/m.csv", "--pixel-spacing", "0.02"],
+    "dicom_seg": ["--backend", "torch", "--dicom-seg"],
     "onnx": ["--backend", "onnx"],
+    "int8_default": [],  # since issue 26, on a CPU: the packaged int8 copy on ONNX Runtime
 }
 TRAINS = {
     "paper": ["--config", str(REPO / "configs" / "cpu.yaml"), "model.width=4", "data.image_size=64",

@@ -85,6 +85,8 @@ class ModelIdentity(BaseModel):
     file: str = Field(description="The model file(s) the server loaded.")
     sha256: str = Field(description="SHA-256 of the model file(s), ';'-separated for several.")
     version: str = Field(description="The first 16 hex digits of the SHA-256: a short version.")
+    runtime: str = Field(description="The backend and precision that ran, e.g. 'onnx int8' (the packaged int8 "
+                         "copy on ONNX Runtime) or 'torch float32'; empty for a model held in memory.")
 
 
 class SegmentResult(BaseModel):
@@ -111,7 +113,8 @@ class SegmentResult(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     model: dict[str, int | float | str] = Field(description="Architecture and input size of the loaded network, "
-                                                "its file and SHA-256, the confidence method and threshold.")
+                                                "its file, SHA-256 and runtime (backend and precision, e.g. "
+                                                "'onnx int8'), the confidence method and threshold.")
     device: str
     workers: int = Field(description="Images segmented at the same time.")
     queue_size: int = Field(description="Requests admitted at once (running + waiting); more get 503.")

@@ -160,7 +160,7 @@ def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
                       model={"name": config.model.name, "width": config.model.width,
                              "depth": config.model.depth, "image_size": config.data.image_size,
                              "file": Path(model.file.split(";")[0]).name if model.file else "",
-                             "sha256": model.sha256, "version": model.version,
+                             "sha256": model.sha256, "version": model.version, "runtime": model.runtime,
                              "confidence": config.inference.confidence,
                              "confidence_threshold": config.inference.confidence_threshold},
                       queue_size=queue_size, in_flight=state["in_flight"], max_upload_bytes=max_upload_bytes)
@@ -255,7 +255,8 @@ def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
                              measurements=LesionMeasurements(**finding.measurements.to_dict()),
                              confidence=ConfidenceResult(**finding.confidence.to_dict()),
                              model=ModelIdentity(file=Path(model.file.split(";")[0]).name if model.file else "",
-                                                 sha256=model.sha256, version=model.version),
+                                                 sha256=model.sha256, version=model.version,
+                                                 runtime=model.runtime),
                              mask_png_base64=_b64(result.png), uncertainty_png_base64=_b64(result.uncertainty_png),
                              display_png_base64=_b64(result.display_png), seconds=result.seconds)
 
@@ -302,9 +303,9 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          backend: str = "torch", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, workers: int = DEFAULT_WORKERS,
+          backend: str = "auto", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, workers: int = DEFAULT_WORKERS,
           queue_size: int = DEFAULT_QUEUE_SIZE, allow_hosts: Iterable[str] = (),
-          precision: str | None = None) -> int:
+          precision: str | None = "auto") -> int:
     """Load the model once and serve the app with uvicorn until interrupted (``skinnet serve``).
 
     The port is bound first: a busy port is one error line, and the banner's URL is only printed once the
@@ -315,14 +316,15 @@ def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 
         host: address to bind; the default answers only this machine.
         port: TCP port.
         device: ``auto``, ``cpu``, ``cuda``, ... (torch backend).
-        backend: ``torch`` or ``onnx``.
+        backend: ``auto``, ``torch`` or ``onnx``.
         max_upload_bytes: largest accepted image file.
         workers: images segmented at the same time.
         queue_size: requests admitted at once before answering 503.
         allow_hosts: ``Host`` names answered besides the loopback names and ``host`` (``--allow-host``;
             ``*`` answers any).
-        precision: ``int8`` serves the model's int8 copy through ONNX Runtime (``--int8``; see
-            :meth:`skinnet.inference.segmenter.Segmenter.from_file`).
+        precision: ``auto``, ``float32`` or ``int8`` (the model's int8 copy through ONNX Runtime); with both
+            auto the shipped model on a CPU serves its packaged int8 copy (see
+            :func:`skinnet.inference.segmenter.choose_runtime`). Health, answers and reports name what ran.
 
     Raises:
         ConfigError: limits that make no sense.
@@ -331,7 +333,7 @@ def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 
     """
     import uvicorn
 
-    from skinnet.inference.segmenter import Segmenter
+    from skinnet.inference.segmenter import Segmenter, choose_runtime
     from skinnet.networks.files import model_path
 
     if max_upload_bytes < 1 or workers < 1 or queue_size < workers:
@@ -341,11 +343,14 @@ def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 
     path = model_path(model)
     sock = bind(host, port)
     try:
+        note = choose_runtime(path, backend, precision, device).note
+        if note:
+            print(f"note: {note}", file=sys.stderr)
         segmenter = Segmenter.from_file(path, device=device, backend=backend, precision=precision)
         app = create_app(segmenter, max_upload_bytes, workers, queue_size, allowed_hosts(host, allow_hosts))
         shown = f"[{host}]" if ":" in host else host
-        print(f"SkinNet app: http://{shown}:{port}/  API docs: http://{shown}:{port}/docs  (model {path})",
-              file=sys.stderr)
+        print(f"SkinNet app: http://{shown}:{port}/  API docs: http://{shown}:{port}/docs  (model {path}, "
+              f"{segmenter.runtime})", file=sys.stderr)
         config = uvicorn.Config(app, log_level="info", http=HeaderDeadlineProtocol)
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from skinnet.cli.arguments import add_backend_options, backend_of, positive_float
+from skinnet.cli.arguments import add_backend_options, positive_float
 from skinnet.extras import require
 
 
@@ -13,9 +13,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         require(module, "serve", "the web app")
     from skinnet.app.server import serve
 
-    return serve(args.model, host=args.host, port=args.port, device=args.device, backend=backend_of(args),
+    return serve(args.model, host=args.host, port=args.port, device=args.device, backend=args.backend,
                  max_upload_bytes=round(args.max_upload_mb * 1e6), workers=args.workers, queue_size=args.queue,
-                 allow_hosts=args.allow_host, precision="int8" if args.int8 else None)
+                 allow_hosts=args.allow_host, precision=args.precision)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from skinnet.config import BACKENDS, Config, ConfigError, load_config
+from skinnet.config import BACKEND_CHOICES, PRECISION_CHOICES, Config, ConfigError, load_config
 
 
 def fold_or_all(text: str) -> str:
@@ -49,18 +49,23 @@ def fold_list(text: str) -> list[int]:
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
-    """``--backend`` and ``--int8``, as ``predict`` and ``serve`` take them (see :func:`backend_of`)."""
-    parser.add_argument("--backend", choices=BACKENDS,
-                        help="torch, or onnx: ONNX Runtime, faster on a CPU (default: torch; onnx with --int8)")
-    parser.add_argument("--int8", action="store_true",
-                        help="run the model's int8 copy on ONNX Runtime: about 2x faster on a CPU, the same "
-                             "out-of-fold Dice (quantised on first use and cached; "
-                             "docs/how-to/archive_prediction.md)")
+    """``--backend``, ``--precision`` and its alias ``--int8``, as ``predict`` and ``serve`` take them.
 
-
-def backend_of(args: argparse.Namespace) -> str:
-    """The backend asked for; by default onnx with ``--int8`` (which runs on ONNX Runtime), else torch."""
-    return args.backend or ("onnx" if args.int8 else "torch")
+    Both default to auto (:func:`skinnet.inference.segmenter.choose_runtime`): the shipped model on a CPU runs
+    its packaged int8 copy on ONNX Runtime, everything else torch float32.
+    """
+    parser.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
+                        help="torch, or onnx: ONNX Runtime, faster on a CPU (default auto: onnx for int8, else "
+                             "torch)")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                           help="int8: the model's int8 copy on ONNX Runtime, about 2x faster on a CPU with the "
+                                "same out-of-fold Dice (the shipped model's ships in the package; other models "
+                                "are quantised on first use and cached). Default auto: int8 for the shipped "
+                                "model on a CPU (with the onnx extra), float32 otherwise; float32 with the "
+                                "default backend runs torch (docs/how-to/archive_prediction.md)")
+    precision.add_argument("--int8", dest="precision", action="store_const", const="int8", default="auto",
+                           help="the same as --precision int8")
 
 
 def run_arguments(args: argparse.Namespace) -> tuple[Config, str, Path]:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skinnet.batch.shard import TABLE
-from skinnet.cli.arguments import add_backend_options, backend_of, pixel_spacing, positive_int, report_problems
+from skinnet.cli.arguments import add_backend_options, pixel_spacing, positive_int, report_problems
 from skinnet.config import POSTPROCESS_STEPS, ConfigError
 
 if TYPE_CHECKING:  # the library is imported inside the commands, so that --help does not load torch
@@ -28,6 +28,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from skinnet.batch.writers import write_measurements
     from skinnet.devices import resolve_device
     from skinnet.inference.model_spec import ModelSpec
+    from skinnet.inference.segmenter import choose_runtime
+    from skinnet.networks.files import model_path
 
     if args.model and args.run:
         raise ConfigError("--model and --run both given: pass --model for one model file, or --run for the "
@@ -36,12 +38,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     postprocess = None if args.postprocess == "saved" else steps
     tta = {"saved": None, "on": True, "off": False}[args.tta]
     shard = Shard.parse(args.shard) if args.shard else None
-    backend = backend_of(args)
+    # resolved here, once, so that cluster workers run what the manifest records
+    runtime = choose_runtime(None if args.run else model_path(args.model), args.backend,
+                             args.precision, args.device)
+    if runtime.note:
+        print(f"note: {runtime.note}", file=sys.stderr)
+    backend = runtime.backend
     batch_size = args.batch_size or (8 if backend == "torch" and resolve_device(args.device).type == "cuda" else 1)
     # with --run, the fold models of a cross-validation run, their probabilities averaged
     spec = ModelSpec(model=args.model, run=args.run, device=args.device, backend=backend, tta=tta,
                      postprocess=postprocess, threads=args.threads, batch_size=batch_size,
-                     precision="int8" if args.int8 else None)
+                     precision=runtime.precision)
     # the worker threads share the cores: by default each network call gets an equal share of them
     cores = max(1, (os.cpu_count() or 1) // args.workers)
     segmenter = spec.load() if args.threads or args.dask else replace(spec, threads=cores).load()
@@ -51,6 +58,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         executor = DaskExecutor(spec, args.dask)
     writers, reader = predict_writers(args, segmenter)
+    if not args.overwrite:
+        explain_recompute(Path(args.out), segmenter, list(writers))
     with contextlib.ExitStack() as stack:
         inputs, web = args.inputs, None
         if args.stow_to or any(text.startswith(("http://", "https://")) for text in args.inputs):
@@ -70,8 +79,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for path in report.written:
         print(path)
     per_image = seconds / max(len(report.written), 1)
-    print(f"{len(report.written)} masks written to {args.out} in {seconds:.2f} s ({per_image:.3f} s per image)",
-          file=sys.stderr)
+    print(f"{len(report.written)} masks written to {args.out} in {seconds:.2f} s ({per_image:.3f} s per image, "
+          f"{segmenter.runtime})", file=sys.stderr)
     if stored is not None:
         print(f"{stored} SEG and SR instances stored at {args.stow_to} (STOW-RS)", file=sys.stderr)
     if report.skipped:
@@ -122,6 +131,41 @@ def dicomweb_run(args: argparse.Namespace, executor: object) -> Any:
     return DicomWebRun(args.inputs, args.stow_to, read_token(args.token_file))
 
 
+def runtime_named(inference: object) -> str:
+    """``"onnx int8"`` from a manifest's ``inference`` record (a segmenter's or an ensemble's describe())."""
+    if not isinstance(inference, dict):
+        return "?"
+    members = inference.get("ensemble") or [inference]
+    backends = {"TorchEngine": "torch", "OnnxModel": "onnx"}
+    names = [f"{backends.get(str(m.get('engine')), m.get('engine'))} {m.get('precision')}" for m in members
+             if isinstance(m, dict)]
+    return ";".join(dict.fromkeys(names)) or "?"
+
+
+def explain_recompute(out: Path, predictor: Any, writers: list[Any]) -> None:
+    """Say why a folder an earlier run made with another backend or precision is predicted again."""
+    from skinnet.batch.manifest import read_manifest, run_identity, run_key
+
+    old = read_manifest(out)
+    identity = run_identity(predictor, writers)
+    if not old or identity is None or old.get("key") == run_key(identity):
+        return
+    before, now = runtime_named(old.get("inference")), runtime_named(identity["inference"])
+    if before != now:
+        print(f"note: {out} was predicted with {before}, this run uses {now}: its images are predicted again "
+              f"(to resume it as it was made, pass {runtime_options(before)})", file=sys.stderr)
+
+
+def runtime_options(runtime: str) -> str:
+    """The options that ask for a runtime such as ``"torch float32"``."""
+    backend, _, precision = runtime.partition(" ")
+    if precision == "int8":
+        return "--precision int8"
+    if backend == "onnx":
+        return "--backend onnx --precision float32"
+    return "--backend torch"
+
+
 def cmd_merge_shards(args: argparse.Namespace) -> int:
     from skinnet.batch.merge import merge_shard_tables
 
@@ -132,23 +176,61 @@ def cmd_merge_shards(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from skinnet.inference.onnx import export_onnx
-    from skinnet.networks.files import load_model
+    from skinnet.networks.files import load_model, model_path
 
-    model, config = load_model(args.model)  # by default the shipped model
+    path = model_path(args.model)  # by default the shipped model
+    calibration_options = [name for name, value in (("--calibration", args.calibration),
+                                                    ("--calibration-images", args.calibration_images),
+                                                    ("--calibration-seed", args.calibration_seed))
+                           if value is not None]
+    if calibration_options and not args.int8:
+        raise ConfigError(f"{', '.join(calibration_options)}: only with --int8 (calibration sets the int8 copy's "
+                          "ranges); add --int8, or leave it out for a float32 export")
+    model, config = load_model(path)
     if not args.int8:
         print(export_onnx(model, config, args.onnx))
         return 0
+    from skinnet.data.io import file_sha256
     from skinnet.data.samples import SAMPLE_IMAGES
-    from skinnet.inference.quantize import CALIBRATION_IMAGES, calibration_images, quantize_onnx
+    from skinnet.inference.onnx import scratch_folder
+    from skinnet.inference.quantize import (
+        AGREEMENT_WARNING,
+        CALIBRATION_IMAGES,
+        calibration_images,
+        calibration_set,
+        mask_agreement,
+        quantize_onnx,
+    )
+    from skinnet.version import __version__
 
-    images, problems = calibration_images(args.calibration or [SAMPLE_IMAGES],
-                                          args.calibration_images or CALIBRATION_IMAGES)
+    inputs = args.calibration or [SAMPLE_IMAGES]
+    seed, count = args.calibration_seed or 0, args.calibration_images or CALIBRATION_IMAGES
+    # the bundled samples check the copy below, so they never calibrate it unless they are all there is
+    exclude = sorted(SAMPLE_IMAGES.glob("*.jpg")) if args.calibration else []
+    images, used, problems = calibration_set(inputs, count, seed, exclude)
     for problem in problems:
         print(f"skipped calibration image {problem}", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as scratch:
-        float32 = export_onnx(model, config, Path(scratch) / "float32.onnx")
-        count = quantize_onnx(float32, args.onnx, images)
-    print(f"{args.onnx} (int8, calibrated on {count} images)")
+    if not images:
+        raise ConfigError(f"no usable calibration image among the {len(problems)} drawn from "
+                          f"{', '.join(map(str, inputs))}: int8 calibration needs a few dozen typical images")
+    out = Path(args.onnx)
+    with scratch_folder(out.absolute().parent) as scratch:
+        float32 = export_onnx(model, config, scratch / "float32.onnx")
+        command = ["skinnet", "export", "--int8", "--onnx", str(args.onnx)]
+        command += ["--model", str(args.model)] if args.model else []
+        command += ["--calibration", *map(str, args.calibration)] if args.calibration else []
+        command += ["--calibration-images", str(count), "--calibration-seed", str(seed)]
+        count = quantize_onnx(float32, out, images, weights_sha256=file_sha256(path),
+                              calibration={"seed": seed, "requested": count, "files": [file.name for file in used],
+                                           "command": shlex.join(command), "skinnet": __version__})
+        checked, _ = calibration_images([SAMPLE_IMAGES], count=8)
+        agreement = mask_agreement(float32, out, checked)
+    print(f"{args.onnx} (int8, calibrated on {count} images; masks agree with float32 at mean Dice "
+          f"{agreement:.3f} on 8 bundled samples)")
+    if agreement < AGREEMENT_WARNING:
+        print(f"warning: {args.onnx}: its masks agree with float32's only at mean Dice {agreement:.3f} on the "
+              "bundled samples (the shipped model's copy: 0.98): calibrate on more images typical of the inputs",
+              file=sys.stderr)
     return 0
 
 
@@ -228,4 +310,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                              "set the quantisation (default: the bundled ISIC sample images)")
     export.add_argument("--calibration-images", type=positive_int, metavar="N",
                         help="with --int8: calibrate on at most N of them, drawn with a fixed seed (default 64)")
+    export.add_argument("--calibration-seed", type=int, metavar="SEED",
+                        help="with --int8: the seed of that draw (default 0); recorded in the file's metadata")
     export.set_defaults(func=cmd_export)

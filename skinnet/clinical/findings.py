@@ -26,16 +26,18 @@ MEASUREMENT_FIELDS = [f.name for f in fields(Measurements) if f.name != "pixel_s
 # One row per image: the image, its scale, every measurement (unit in the name), the confidence, the model.
 ROW_FIELDS = ["width_px", "height_px", "pixel_spacing_row_mm", "pixel_spacing_column_mm", "spacing_source",
               *MEASUREMENT_FIELDS, "confidence", "confidence_method", "confidence_threshold", "flagged",
-              "flag_reason", "model_file", "model_sha256"]
+              "flag_reason", "model_file", "model_sha256", "model_runtime"]
 TABLE_FIELDS = ["id", "file", *ROW_FIELDS]
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Which model made a result: its file(s) and SHA-256 (``;``-separated for a fold ensemble)."""
+    """Which model made a result: its file(s) and SHA-256 (``;``-separated for a fold ensemble), and what ran
+    it: ``runtime``, the backend and precision (e.g. ``"onnx int8"``; empty where unknown)."""
 
     file: str
     sha256: str
+    runtime: str = ""
 
     @classmethod
     def from_files(cls, paths: Sequence[str | Path]) -> ModelInfo:
@@ -44,7 +46,8 @@ class ModelInfo:
     @classmethod
     def of(cls, segmenter: Predictor) -> ModelInfo:
         """The model files a segmenter or an ensemble was loaded from (empty for a model held in memory)."""
-        return cls.from_files(segmenter.model_files)
+        files = cls.from_files(segmenter.model_files)
+        return cls(files.file, files.sha256, str(getattr(segmenter, "runtime", "")))
 
     @property
     def version(self) -> str:
@@ -73,7 +76,7 @@ class Finding:
                 "confidence": self.confidence.score, "confidence_method": self.confidence.method,
                 "confidence_threshold": self.confidence.threshold, "flagged": self.confidence.flagged,
                 "flag_reason": self.confidence.reason, "model_file": self.model.file,
-                "model_sha256": self.model.sha256}
+                "model_sha256": self.model.sha256, "model_runtime": self.model.runtime}
 
 
 def model_threshold(segmenter: Predictor) -> float:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from skinnet.inference.predictor import Predictor
-from skinnet.inference.segmenter import Segmenter
+from skinnet.inference.segmenter import Segmenter, choose_runtime
 from skinnet.runs import fold_models
 
 
@@ -40,8 +40,8 @@ class Ensemble(Predictor):
 
     @classmethod
     def from_files(cls, paths: Sequence[str | Path], device: str = "auto", batch_size: int = 4,
-                   tta: bool | None = None, backend: str = "torch", postprocess: Sequence[str] | None = None,
-                   threads: int | None = None, precision: str | None = None) -> Ensemble:
+                   tta: bool | None = None, backend: str = "auto", postprocess: Sequence[str] | None = None,
+                   threads: int | None = None, precision: str | None = "auto") -> Ensemble:
         """Load each model file (``.safetensors`` or ``.pt``) as a member.
 
         Args:
@@ -49,14 +49,21 @@ class Ensemble(Predictor):
             device: torch device of every member.
             batch_size: images per forward pass.
             tta: flip test-time augmentation for every member; ``None`` takes each model's saved choice.
-            backend: "torch" or "onnx" for every member.
+            backend: "auto" (torch, or onnx with int8), "torch" or "onnx" for every member.
             postprocess: mask post-processing; ``None`` takes the first member's saved steps.
             threads: ONNX Runtime threads of each member.
-            precision: "int8" for every member's int8 copy (see :meth:`Segmenter.from_file`).
+            precision: "auto" (float32), "float32", or "int8" for every member's int8 copy (see
+                :meth:`Segmenter.from_file`); the members always share one backend and precision.
         """
+        backend, precision, _ = choose_runtime(None, backend, precision, device)
         members = [Segmenter.from_file(path, device=device, batch_size=batch_size, tta=tta, backend=backend,
                                        threads=threads, precision=precision) for path in paths]
         return cls(members, postprocess=postprocess)
+
+    @property
+    def runtime(self) -> str:
+        """The members' backend and precision (:attr:`Segmenter.runtime`), ``;``-separated where they differ."""
+        return ";".join(dict.fromkeys(member.runtime for member in self.members))
 
     def describe(self) -> dict[str, Any]:
         """The members' choices, and the threshold and post-processing applied to their mean."""

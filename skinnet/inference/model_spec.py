@@ -15,24 +15,24 @@ class ModelSpec:
         model: the model file; ``None`` for the shipped model.
         run: a cross-validation run folder: the ensemble of its fold models (instead of ``model``).
         device: torch device ("auto", "cpu", "cuda", ...).
-        backend: "torch" or "onnx".
+        backend: "auto", "torch" or "onnx" (see :func:`skinnet.inference.segmenter.choose_runtime`).
         tta: flip test-time augmentation; ``None`` takes the model's saved choice.
         postprocess: post-processing steps; ``None`` takes the model's saved choice.
         threads: CPU threads of the network (torch or ONNX Runtime); ``None``: the library's default.
         batch_size: images per forward pass.
-        precision: "int8" runs the int8 copy of each weights file (ONNX backend); ``None``: float32, or an
-            ``.onnx`` file's own.
+        precision: "auto", "float32", or "int8": the int8 copy of each weights file (ONNX backend). A
+            cluster's workers should get the values the client resolved, so that all run the same.
     """
 
     model: str | None = None
     run: str | None = None
     device: str = "auto"
-    backend: str = "torch"
+    backend: str = "auto"
     tta: bool | None = None
     postprocess: tuple[str, ...] | None = None
     threads: int | None = None
     batch_size: int = 1
-    precision: str | None = None
+    precision: str | None = "auto"
 
     def absolute(self) -> ModelSpec:
         """The same spec with absolute paths, for workers whose working folder differs."""
@@ -52,7 +52,7 @@ class ModelSpec:
                                    "threads": self.threads, "batch_size": self.batch_size,
                                    "precision": self.precision,
                                    "postprocess": None if self.postprocess is None else list(self.postprocess)}
-        if self.threads and self.backend == "torch":
+        if self.threads and self.backend != "onnx":  # auto may resolve to torch
             import torch
 
             torch.set_num_threads(self.threads)

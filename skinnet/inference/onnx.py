@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+import socket
+import tempfile
+import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from skinnet.config import Config, config_from_dict
+from skinnet.config import PRECISIONS, Config, config_from_dict
 from skinnet.data.cache import default_cache_dir
 from skinnet.data.io import atomic_path
 from skinnet.extras import require
@@ -28,10 +33,14 @@ OPSET = 17
 # (written by skinnet.inference.quantize; absent means float32).
 CONFIG_KEY = "skinnet_config"
 PRECISION_KEY = "skinnet_precision"
-PRECISIONS = ("float32", "int8")
 # Part of the export cache's key: raise it when export_onnx writes a different graph, so that files exported
 # by an older version are not reused (2: the lesion probability as a sigmoid of the logit difference).
 EXPORT_REVISION = 2
+# Intermediate files of an export or a quantisation live in a folder of this prefix beside the result, named
+# with the host and process id so that the next call there removes one a killed process left behind.
+SCRATCH_PREFIX = ".skinnet-scratch-"
+# atomic_path temporaries ('.NAME.onnx.XXXX.tmp') older than this were left by a killed process.
+STALE_TEMPORARY_SECONDS = 3600
 
 
 def export_onnx(model: nn.Module, config: Config, path: str | Path) -> Path:
@@ -88,12 +97,58 @@ def onnx_path_for(weights: Path, variant: str = "") -> Path:
     return default_cache_dir() / "onnx" / f"{weights.stem}-{hashlib.sha256(key).hexdigest()[:16]}{suffix}.onnx"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_abandoned_scratch(folder: Path) -> list[Path]:
+    """Delete the scratch folders of :func:`scratch_folder` whose process (on this host) is gone, and
+    ``atomic_path`` temporaries of ONNX files older than an hour; returns what was deleted."""
+    removed: list[Path] = []
+    host = socket.gethostname()
+    for path in folder.glob(f"{SCRATCH_PREFIX}*"):
+        owner = path.name[len(SCRATCH_PREFIX):].rsplit("-", 2)
+        if len(owner) == 3 and owner[0] == host and owner[1].isdigit() and not _alive(int(owner[1])):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    for path in folder.glob(".*.onnx.*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - path.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def scratch_folder(parent: Path) -> Iterator[Path]:
+    """A private folder in ``parent`` (created if need be) for intermediate files, removed afterwards.
+
+    One that a process killed with ``kill -9`` left behind is removed by the next call in ``parent``
+    (:func:`remove_abandoned_scratch`); a file made in it and renamed onto its place in ``parent`` appears
+    whole or not at all (the same file system).
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_scratch(parent)
+    path = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{socket.gethostname()}-{os.getpid()}-", dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def cached_export(weights: Path) -> Path:
     """The float32 ONNX export of a weights file: exported on first use (atomically), then reused."""
     onnx_file = onnx_path_for(weights)
     if not onnx_file.exists():
         model, config = load_model(weights)
-        export_onnx(model, config, onnx_file)
+        with scratch_folder(onnx_file.parent) as scratch:
+            os.replace(export_onnx(model, config, scratch / onnx_file.name), onnx_file)
     return onnx_file
 
 
@@ -118,6 +173,7 @@ class OnnxBackend:
 
     # How a run's manifest names this backend (see skinnet.inference.segmenter.TorchBackend.manifest_name).
     manifest_name = "OnnxModel"
+    backend = "onnx"
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         options = ort.SessionOptions()

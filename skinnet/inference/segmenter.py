@@ -2,25 +2,89 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from skinnet.config import BACKENDS, Config, ConfigError
+from skinnet.config import BACKEND_CHOICES, PRECISION_CHOICES, Config, ConfigError
 from skinnet.data.cache import resize_image
 from skinnet.data.normalize import prepare_input
 from skinnet.devices import resolve_device
 from skinnet.inference.predictor import FLIPS, Predictor, flip, view_size
 from skinnet.networks.files import load_model, model_path
+from skinnet.weights import is_shipped_model, packaged_int8_path
 
 # A backend runs the network of each batch: normalised float32 (N, 3, S, S) in, lesion probabilities (N, S, S)
 # out (TorchBackend here, skinnet.inference.onnx.OnnxBackend).
 Backend = Callable[[np.ndarray], np.ndarray]
+
+
+class Runtime(NamedTuple):
+    """The backend and precision a model file runs with, as :func:`choose_runtime` resolves them.
+
+    Attributes:
+        backend: "torch" or "onnx".
+        precision: "float32" or "int8"; ``None`` for an ``.onnx`` file's own.
+        note: why the default is not the faster int8 copy (its extra is not installed); else empty.
+    """
+
+    backend: str
+    precision: str | None
+    note: str = ""
+
+
+def onnx_available() -> bool:
+    """Whether the 'onnx' extra (onnx and onnxruntime) is installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
+
+
+def choose_runtime(path: str | Path | None, backend: str | None = "auto", precision: str | None = "auto",
+                   device: str = "auto") -> Runtime:
+    """Resolve ``auto`` for a model file: the fastest path that scores the same.
+
+    With neither chosen (``auto``): the shipped model on a CPU runs its packaged int8 copy on ONNX Runtime
+    (2x faster, the same out-of-fold Dice: docs/results/speed.md), where the 'onnx' extra is installed;
+    everything else runs torch float32 (float16 autocast on a GPU), as does the shipped model on a GPU or
+    without the extra (then :attr:`Runtime.note` says so). ``precision="int8"`` runs on ONNX Runtime;
+    ``backend="onnx"`` alone runs float32 there. An ``.onnx`` file runs on ONNX Runtime in its own precision.
+
+    Args:
+        path: the model file; ``None`` for several (an ensemble), which have no packaged copy.
+        backend: "auto", "torch" or "onnx" (``None``: auto).
+        precision: "auto", "float32" or "int8" (``None``: auto).
+        device: the torch device name; a CUDA device keeps torch float32.
+
+    Raises:
+        ConfigError: an unknown backend or precision, or int8 with the torch backend.
+    """
+    backend, precision = backend or "auto", precision or "auto"
+    if backend not in BACKEND_CHOICES:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_CHOICES)}")
+    if precision not in PRECISION_CHOICES:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_CHOICES)}")
+    if path is not None and Path(path).suffix == ".onnx":
+        return Runtime("onnx", None if precision == "auto" else precision)
+    if precision == "int8":
+        if backend == "torch":
+            raise ConfigError("int8 runs on ONNX Runtime: use the onnx backend (--backend onnx)")
+        return Runtime("onnx", "int8")
+    if precision == "float32" or backend != "auto":
+        return Runtime("torch" if backend == "auto" else backend, "float32")
+    if path is None or not is_shipped_model(path) or packaged_int8_path() is None:
+        return Runtime("torch", "float32")
+    if resolve_device(device).type != "cpu":
+        return Runtime("torch", "float32")
+    if not onnx_available():
+        return Runtime("torch", "float32", "the 'onnx' extra is not installed, so the shipped model runs in "
+                                           "torch float32 instead of its int8 copy on ONNX Runtime (about 2x "
+                                           "faster on a CPU, the same Dice): pip install 'skinnet[onnx]'")
+    return Runtime("onnx", "int8")
 
 
 class TorchBackend:
@@ -36,6 +100,7 @@ class TorchBackend:
     # How a run's manifest names this backend: the class's name before it was renamed (issue 22), kept so
     # that run keys do not change and a resumed archive keeps the outputs it has.
     manifest_name = "TorchEngine"
+    backend = "torch"
 
     def __init__(self, model: nn.Module, device: torch.device | None = None, half: bool | None = None) -> None:
         self.device = device or next(model.parameters()).device
@@ -83,41 +148,40 @@ class Segmenter(Predictor):
 
     @classmethod
     def from_file(cls, path: str | Path | None = None, device: str = "auto", batch_size: int = 4,
-                  backend: str = "torch", tta: bool | None = None, postprocess: Sequence[str] | None = None,
-                  threads: int | None = None, precision: str | None = None) -> Segmenter:
+                  backend: str = "auto", tta: bool | None = None, postprocess: Sequence[str] | None = None,
+                  threads: int | None = None, precision: str | None = "auto") -> Segmenter:
         """Load a model file: ``.safetensors``, a training checkpoint ``.pt``, or an exported ``.onnx``.
 
         Args:
             path: the model file; ``None`` for the model shipped with the package.
             device: torch device for the torch backend ("auto", "cpu", "cuda", ...).
             batch_size: images per forward pass.
-            backend: "torch", or "onnx" (ONNX Runtime; weights files are exported once and cached).
+            backend: "auto", "torch", or "onnx" (ONNX Runtime; weights files are exported once and cached).
             tta: flip test-time augmentation; ``None`` takes the model's saved choice.
             postprocess: override the post-processing saved with the model.
             threads: ONNX Runtime intra-op threads (default: all cores).
-            precision: "int8" runs a weights file's int8 copy through ONNX Runtime (quantised once, calibrated
-                on the bundled samples, and cached: :func:`skinnet.inference.quantize.cached_int8`); about 2x
-                faster on a CPU. ``None`` or "float32": float32, or an ``.onnx`` file's own precision.
+            precision: "auto", "float32" or "int8". "int8" runs a weights file's int8 copy through ONNX
+                Runtime, about 2x faster on a CPU: for the shipped model the copy in the package
+                (:data:`skinnet.weights.PACKAGED_INT8`, no quantisation step), for other weights a copy
+                quantised once, calibrated on the bundled samples, and cached
+                (:func:`skinnet.inference.quantize.cached_int8`). With backend and precision both "auto" (or
+                ``None``), the shipped model on a CPU runs its packaged int8 copy, everything else torch
+                float32 (:func:`choose_runtime`). An ``.onnx`` file runs in its own precision.
 
         Raises:
-            ModelFileError: the file cannot be used.
+            ModelFileError: the file cannot be used (or the packaged int8 copy is not the shipped model's).
             ConfigError: an unknown backend or precision, int8 with the torch backend, or int8 asked of a
                 float32 ``.onnx`` file.
         """
         path = source = model_path(path)
-        if backend not in BACKENDS:
-            raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        if precision not in (None, "float32", "int8"):
-            raise ConfigError(f"unknown precision {precision!r}; choose float32 or int8")
-        if precision == "int8" and backend != "onnx" and path.suffix != ".onnx":
-            raise ConfigError("int8 runs on ONNX Runtime: use the onnx backend (--backend onnx)")
-        if path.suffix == ".onnx" or backend == "onnx":
+        backend, precision, _ = choose_runtime(path, backend, precision, device)
+        if backend == "onnx":
             from skinnet.inference.onnx import OnnxBackend, cached_export
 
             if path.suffix != ".onnx" and precision == "int8":
-                from skinnet.inference.quantize import cached_int8
+                from skinnet.inference.quantize import int8_copy
 
-                path = cached_int8(path)
+                path = int8_copy(path)
             elif path.suffix != ".onnx":
                 path = cached_export(path)
             onnx_backend = OnnxBackend(path, threads)
@@ -132,6 +196,12 @@ class Segmenter(Predictor):
             segmenter = cls(model, config, torch_device, batch_size, tta, postprocess)
         segmenter.model_files = [source]
         return segmenter
+
+    @property
+    def runtime(self) -> str:
+        """The backend and the arithmetic of the forward pass, e.g. ``"onnx int8"`` or ``"torch float32"``."""
+        backend = getattr(self.backend, "backend", type(self.backend).__name__)
+        return f"{backend} {getattr(self.backend, 'precision', 'float32')}"
 
     def _probabilities(self, resized: np.ndarray) -> np.ndarray:
         """Lesion probabilities ``(N, S, S)`` of resized uint8 images ``(N, S, S, 3)``, flip-averaged with TTA."""

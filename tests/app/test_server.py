@@ -349,6 +349,18 @@ def test_cli_serve_int8_on_the_torch_backend_is_a_clear_error(app_model: Path,
                                        "(--backend onnx)\n")
 
 
+def test_the_answers_say_which_backend_and_precision_ran(app_model: Path, app_segmenter, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from skinnet.inference.segmenter import Segmenter
+
+    monkeypatch.setenv("SKINNET_CACHE", str(tmp_path / "cache"))
+    int8 = Segmenter.from_file(app_model, device="cpu", precision="int8")  # what serve --int8 loads
+    for segmenter, runtime in ((int8, "onnx int8"), (app_segmenter, "torch float32")):
+        with serve_in_thread(create_app(segmenter)) as url, httpx.Client(base_url=url, timeout=60) as http:
+            assert http.get("/api/health").json()["model"]["runtime"] == runtime
+            assert post(http, "lesion.jpg", IMAGES[0].read_bytes()).json()["model"]["runtime"] == runtime
+
+
 def test_cli_serve_starts_a_server(app_model: Path, tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -1,7 +1,10 @@
-"""Command-line options that contradict each other, and batches whose files share an ID."""
+"""Command-line options that contradict each other, batches whose files share an ID, and which backend and
+precision run (and say so)."""
 
 from __future__ import annotations
 
+import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +13,10 @@ from PIL import Image
 
 from skinnet.cli import main
 from skinnet.data.io import read_mask
+from skinnet.weights import default_model_path, packaged_int8_path
+
+needs_shipped = pytest.mark.skipif(default_model_path() is None or packaged_int8_path() is None,
+                                   reason="no shipped model and int8 copy in skinnet/weights/")
 
 
 def test_model_and_run_together_are_refused(tmp_path: Path, sample_data: Path, tiny_model: Path,
@@ -59,14 +66,110 @@ def test_two_files_with_one_id_give_one_mask_and_a_failure(tmp_path: Path, sampl
 def test_predict_int8_runs_the_cached_int8_copy_and_says_so(tmp_path: Path, sample_data: Path, tiny_model: Path,
                                                             monkeypatch: pytest.MonkeyPatch,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    import json
-
     monkeypatch.setenv("SKINNET_CACHE", str(tmp_path / "cache"))
     image = sorted((sample_data / "images").glob("*.jpg"))[0]
     out = tmp_path / "out"
-    assert main(["predict", str(image), "--out", str(out), "--model", str(tiny_model), "--int8"]) == 0
+    assert main(["predict", str(image), "--out", str(out), "--model", str(tiny_model), "--int8",
+                 "--measurements", str(tmp_path / "m.csv")]) == 0
     assert json.loads((out / "manifest.json").read_text())["inference"]["precision"] == "int8"
+    assert "s per image, onnx int8)" in capsys.readouterr().err
+    with open(tmp_path / "m.csv", newline="") as handle:
+        assert [row["model_runtime"] for row in csv.DictReader(handle)] == ["onnx int8"]
     assert main(["predict", str(image), "--out", str(tmp_path / "torch"), "--model", str(tiny_model), "--int8",
                  "--backend", "torch"]) == 2
     assert capsys.readouterr().err.strip().endswith("skinnet predict: error: int8 runs on ONNX Runtime: use the "
                                                     "onnx backend (--backend onnx)")
+
+
+def test_precision_and_its_int8_alias_are_one_choice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from skinnet.cli import build_parser
+
+    args = build_parser().parse_args(["predict", "x.jpg", "--out", "o", "--int8"])
+    assert (args.backend, args.precision) == ("auto", "int8")
+    assert build_parser().parse_args(["serve"]).precision == "auto"
+    with pytest.raises(SystemExit) as exited:
+        main(["predict", "x.jpg", "--out", str(tmp_path), "--precision", "float32", "--int8"])
+    assert exited.value.code == 2
+    assert "argument --int8: not allowed with argument --precision" in capsys.readouterr().err
+
+
+@needs_shipped
+def test_without_the_onnx_extra_the_default_is_torch_float32_and_says_so(
+        tmp_path: Path, sample_data: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import skinnet.inference.segmenter as segmenter
+
+    monkeypatch.setattr(segmenter, "onnx_available", lambda: False)
+    image = sorted((sample_data / "images").glob("*.jpg"))[0]
+    assert main(["predict", str(image), "--out", str(tmp_path / "out"), "--device", "cpu", "--tta", "off"]) == 0
+    err = capsys.readouterr().err
+    assert "note: the 'onnx' extra is not installed, so the shipped model runs in torch float32 instead of its " \
+           "int8 copy" in err and "pip install 'skinnet[onnx]'" in err and "s per image, torch float32)" in err
+    inference = json.loads((tmp_path / "out" / "manifest.json").read_text())["inference"]
+    assert (inference["engine"], inference["precision"]) == ("TorchEngine", "float32")
+
+
+@needs_shipped
+def test_a_folder_made_with_the_old_torch_default_says_why_it_is_predicted_again(
+        tmp_path: Path, sample_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = sorted((sample_data / "images").glob("*.jpg"))[0]
+    out = tmp_path / "out"
+    # what `skinnet predict` ran by default before int8 did, on a CPU
+    assert main(["predict", str(image), "--out", str(out), "--device", "cpu", "--backend", "torch"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(image), "--out", str(out), "--device", "cpu", "--backend", "torch"]) == 0
+    assert "1 images already done by a run of the same model and options: skipped" in capsys.readouterr().err
+    assert main(["predict", str(image), "--out", str(out), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert (f"note: {out} was predicted with torch float32, this run uses onnx int8: its images are predicted "
+            "again (to resume it as it was made, pass --backend torch)") in err
+    assert "1 masks written" in err
+    assert json.loads((out / "manifest.json").read_text())["inference"]["precision"] == "int8"
+
+
+def test_calibration_options_need_int8(tiny_model: Path, tmp_path: Path, sample_data: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "--model", str(tiny_model), "--onnx", str(tmp_path / "m.onnx"), "--calibration",
+                 str(sample_data / "images"), "--calibration-images", "8"]) == 2
+    assert capsys.readouterr().err == ("skinnet export: error: --calibration, --calibration-images: only with "
+                                       "--int8 (calibration sets the int8 copy's ranges); add --int8, or leave it "
+                                       "out for a float32 export\n")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_calibration_on_only_unusable_images_is_one_line(tiny_model: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    (folder := tmp_path / "calibration").mkdir()
+    (folder / "broken.jpg").write_bytes(b"not a JPEG")
+    for index in range(5):
+        Image.new("RGB", (256, 256)).save(folder / f"black{index}.png")
+    assert main(["export", "--model", str(tiny_model), "--onnx", str(tmp_path / "m.onnx"), "--int8",
+                 "--calibration", str(folder)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == (f"skinnet export: error: no usable calibration image among the 6 drawn from {folder}: int8 "
+                       "calibration needs a few dozen typical images")
+    assert f"skipped calibration image {folder / 'black0.png'}: a nearly uniform image (pixel standard " \
+           "deviation 0.0), nothing to calibrate on" in err
+    assert not (tmp_path / "m.onnx").exists() and sorted(path.name for path in tmp_path.iterdir()) == [
+        "calibration"]
+
+
+def test_an_int8_export_that_disagrees_with_float32_is_reported(tiny_model: Path, tmp_path: Path,
+                                                                sample_data: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import skinnet.inference.quantize as quantize
+
+    monkeypatch.setattr(quantize, "mask_agreement", lambda *args: 0.8)
+    (folder := tmp_path / "calibration").mkdir()
+    for path in sorted((sample_data / "images").glob("*.jpg"))[:4]:
+        Image.open(path).rotate(90).save(folder / path.name)
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--model", str(tiny_model), "--onnx", str(out), "--int8", "--calibration",
+                 str(folder), "--calibration-seed", "3"]) == 0
+    captured = capsys.readouterr()
+    assert f"{out} (int8, calibrated on 4 images; masks agree with float32 at mean Dice 0.800" in captured.out
+    assert captured.err == (f"warning: {out}: its masks agree with float32's only at mean Dice 0.800 on the "
+                            "bundled samples (the shipped model's copy: 0.98): calibrate on more images "
+                            "typical of the inputs\n")
+    calibration = json.loads(quantize.int8_metadata(out)[quantize.CALIBRATION_KEY])
+    assert calibration["seed"] == 3 and sorted(calibration["files"]) == sorted(p.name for p in folder.iterdir())

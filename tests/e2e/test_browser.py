@@ -223,6 +223,7 @@ def test_dicom_in_mm_with_confidence_uncertainty_and_report(browser: Any, server
     assert browser.find_element("id", "report").get_attribute("download") == "ISIC_0000025_report.html"
     report = download_bytes(browser, "report").decode("utf-8")
     assert expected["model"]["sha256"] in report and expected["model"]["version"] in report
+    assert f"run as {expected['model']['runtime']};" in report  # e.g. "run as onnx int8;"
     image = re.search(r'id="outlined"[^>]* src="data:image/png;base64,([^"]+)"', report)
     np.testing.assert_array_equal(pixels(base64.b64decode(image.group(1))), outlined)
     for key, text in shown.items():

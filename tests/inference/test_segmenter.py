@@ -79,3 +79,42 @@ def test_a_misspelled_device_is_a_config_error(name: str) -> None:
 def test_asking_for_cuda_without_it_says_so_instead_of_a_torch_assertion(tiny_model: Path) -> None:
     with pytest.raises(ConfigError, match="no CUDA GPU is usable here"):
         Segmenter.from_file(tiny_model, device="cuda")
+
+
+@pytest.mark.parametrize(("model", "backend", "precision", "expected"), [
+    ("shipped", "auto", "auto", ("onnx", "int8")),  # the default on a CPU: the packaged int8 copy
+    ("shipped", None, None, ("onnx", "int8")),
+    ("shipped", "torch", "auto", ("torch", "float32")),
+    ("shipped", "onnx", "auto", ("onnx", "float32")),
+    ("shipped", "auto", "float32", ("torch", "float32")),
+    ("shipped", "auto", "int8", ("onnx", "int8")),
+    ("other.safetensors", "auto", "auto", ("torch", "float32")),  # no measured int8 copy: float32
+    ("other.safetensors", "auto", "int8", ("onnx", "int8")),
+    ("other.onnx", "auto", "auto", ("onnx", None)),  # the file's own precision
+    (None, "auto", "auto", ("torch", "float32")),  # several files (an ensemble)
+])
+def test_auto_runs_the_packaged_int8_copy_of_the_shipped_model_on_a_cpu(
+        model: str | None, backend: str | None, precision: str | None, expected: tuple[str, str | None]) -> None:
+    from skinnet.inference.segmenter import choose_runtime
+    from skinnet.weights import default_model_path, packaged_int8_path
+
+    if default_model_path() is None or packaged_int8_path() is None:
+        pytest.skip("no shipped model and int8 copy in skinnet/weights/")
+    path = default_model_path() if model == "shipped" else model
+    assert tuple(choose_runtime(path, backend, precision, "cpu"))[:2] == expected
+
+
+def test_auto_keeps_torch_float32_on_a_gpu_and_refuses_what_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    import skinnet.inference.segmenter as segmenter
+    from skinnet.weights import SHIPPED_MODEL, packaged_int8_path
+
+    if packaged_int8_path() is None:
+        pytest.skip("no int8 copy in skinnet/weights/")
+    monkeypatch.setattr(segmenter, "resolve_device", lambda name: torch.device("cuda"))
+    assert segmenter.choose_runtime(SHIPPED_MODEL) == ("torch", "float32", "")
+    with pytest.raises(ConfigError, match=r"^int8 runs on ONNX Runtime: use the onnx backend \(--backend onnx\)$"):
+        segmenter.choose_runtime(SHIPPED_MODEL, "torch", "int8")
+    with pytest.raises(ConfigError, match=r"^unknown backend 'tensorrt'; choose one of auto, torch, onnx$"):
+        segmenter.choose_runtime(SHIPPED_MODEL, "tensorrt")
