@@ -1,11 +1,12 @@
-"""``skinnet dicom-node``: the DICOM node for the hospital network (docs/how-to/dicom.md)."""
+"""``skinnet dicom-node``: the DICOM node for the hospital network (docs/how-to/dicom_node.md)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from skinnet.cli.arguments import add_backend_options, backend_of, positive_float, positive_int
+from skinnet.cli.arguments import add_backend_options, positive_float, positive_int
 from skinnet.extras import require
 
 
@@ -13,6 +14,8 @@ def cmd_dicom_node(args: argparse.Namespace) -> int:
     for module in ("pynetdicom", "dicomweb_client"):
         require(module, "node", "the DICOM node")
     from skinnet.inference.model_spec import ModelSpec
+    from skinnet.inference.segmenter import choose_runtime
+    from skinnet.networks.files import model_path
     from skinnet.node.config import Caller, NodeConfig, Peer, read_token
     from skinnet.node.service import serve
 
@@ -24,8 +27,12 @@ def cmd_dicom_node(args: argparse.Namespace) -> int:
         queue_size=args.queue_size, max_object_bytes=round(args.max_object_mb * 1024 * 1024),
         retry_max_seconds=args.retry_max, max_attempts=args.max_attempts, drain_seconds=args.drain,
         max_associations=args.max_associations)
-    spec = ModelSpec(model=args.model, device=args.device, backend=backend_of(args), threads=args.threads,
-                     precision="int8" if args.int8 else None)
+    # resolved once, as predict does: the shipped model on a CPU runs its packaged int8 copy
+    runtime = choose_runtime(model_path(args.model), args.backend, args.precision, args.device)
+    if runtime.note:
+        print(f"note: {runtime.note}", file=sys.stderr)
+    spec = ModelSpec(model=args.model, device=args.device, backend=runtime.backend, threads=args.threads,
+                     precision=runtime.precision)
     return serve(config, spec.load)
 
 
