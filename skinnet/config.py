@@ -22,19 +22,46 @@ class ConfigError(ValueError):
     """A config file or override that cannot be applied."""
 
 
+@dataclass(frozen=True)
+class EncoderSpec:
+    """What an encoder fixes, and so what ``auto`` means for ``model.depth``, ``data.mean`` and ``data.std``.
+
+    Attributes:
+        depth: how often it halves the resolution.
+        mean: the per-channel RGB input mean (0-255 scale) its weights were trained with.
+        std: the per-channel input standard deviation.
+    """
+
+    depth: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+# Every encoder by name. "none" is the paper's dense-block encoder, trained from scratch: its depth, and the
+# normalisation of the 2000 ISIC 2017 training images at 256x256. A pretrained encoder keeps what its
+# ImageNet weights were trained with: EfficientNet-Lite0 halves the resolution 5 times and reads
+# (x - 127) / 128. skinnet.networks builds each from here; a config says `auto` to take these values.
+ENCODERS = {
+    "none": EncoderSpec(4, (180.5, 150.8, 139.5), (39.2, 41.3, 45.0)),
+    "efficientnet_lite0": EncoderSpec(5, (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
+}
+AUTO = "auto"
+AUTO_KEYS = ("model.depth", "data.mean", "data.std")  # the keys that take `auto`: the encoder's own value
+
+
 @dataclass
 class ModelConfig:
     """Network architecture (see :mod:`skinnet.networks`)."""
 
     name: str = "skinnet"
     width: int = 32
-    depth: int = 4
+    depth: int = ENCODERS["none"].depth  # `auto`: the encoder's
     growth: int | None = None
     dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
     in_channels: int = 3
     num_classes: int = 2
     # "none": the paper's dense-block encoder; "efficientnet_lite0": an ImageNet-pretrained EfficientNet-Lite0
-    # under SkinNet's bottleneck and decoder (needs depth 5 and the encoder's input normalisation).
+    # under SkinNet's bottleneck and decoder (needs its depth and input normalisation: ENCODERS, `auto`).
     encoder: str = "none"
     # Where a pretrained encoder starts when training begins: "imagenet" weights or "random" (an ablation).
     encoder_weights: str = "imagenet"
@@ -46,9 +73,9 @@ class DataConfig:
 
     root: str | None = None
     image_size: int = 512
-    # Per-channel RGB mean/std (0-255 scale) of the 2000 ISIC 2017 training images at 256x256.
-    mean: list[float] = field(default_factory=lambda: [180.5, 150.8, 139.5])
-    std: list[float] = field(default_factory=lambda: [39.2, 41.3, 45.0])
+    # Per-channel RGB input mean/std (0-255 scale); `auto`: the encoder's (ENCODERS).
+    mean: list[float] = field(default_factory=lambda: list(ENCODERS["none"].mean))
+    std: list[float] = field(default_factory=lambda: list(ENCODERS["none"].std))
     cache_dir: str | None = None
     # Colour constancy before normalisation, in training and inference: "none" or "shades_of_gray" (p = 6).
     color_constancy: str = "none"
@@ -95,12 +122,6 @@ class TrainConfig:
 MODEL_NAMES = ("skinnet", "unet")  # skinnet.networks.build_model builds each
 POSTPROCESS_STEPS = ("largest_component", "fill_holes")  # skinnet.inference.postprocess implements each
 BACKENDS = ("torch", "onnx")  # what runs the network of a skinnet.inference.segmenter.Segmenter
-ENCODERS = ("none", "efficientnet_lite0")
-# What a pretrained encoder fixes: how often it halves the resolution, and the input normalisation (on the
-# 0-255 scale) its ImageNet weights were trained with: (x - 127) / 128. skinnet.networks reads them here.
-ENCODER_DEPTHS = {"efficientnet_lite0": 5}
-ENCODER_INPUT_MEANS = {"efficientnet_lite0": (127.0, 127.0, 127.0)}
-ENCODER_INPUT_STDS = {"efficientnet_lite0": (128.0, 128.0, 128.0)}
 ENCODER_WEIGHTS = ("imagenet", "random")
 COLOR_CONSTANCY = ("none", "shades_of_gray")
 LR_SCHEDULES = ("plateau", "step", "poly")
@@ -168,7 +189,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
-def _apply(section: Any, values: dict[str, Any], where: str) -> None:
+def _apply(section: Any, values: dict[str, Any], where: str, prefix: str = "") -> None:
     hints = typing.get_type_hints(type(section))
     names = {f.name for f in dataclasses.fields(section)}
     for key, value in values.items():
@@ -178,9 +199,21 @@ def _apply(section: Any, values: dict[str, Any], where: str) -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}.{key}: expected a mapping, got {value!r}")
-            _apply(current, value, f"{where}.{key}")
+            _apply(current, value, f"{where}.{key}", f"{prefix}{key}.")
+        elif value == AUTO and f"{prefix}{key}" in AUTO_KEYS:
+            setattr(section, key, AUTO)  # resolved by _resolve_auto once every key is set
         else:
             setattr(section, key, _coerce(value, hints[key], f"{where}.{key}"))
+
+
+def _resolve_auto(config: Config) -> None:
+    """Replace each ``auto`` of :data:`AUTO_KEYS` by the encoder's value: a loaded config, and so every
+    stored one, holds numbers only."""
+    for key in AUTO_KEYS:
+        section, name = key.split(".")
+        if getattr(getattr(config, section), name) == AUTO:
+            value = getattr(_encoder_spec(config), name)
+            setattr(getattr(config, section), name, list(value) if isinstance(value, tuple) else value)
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
@@ -222,6 +255,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         _apply(config, values, str(path))
     if overrides:
         _apply(config, parse_overrides(overrides), "override")
+    _resolve_auto(config)
     validate(config)
     return config
 
@@ -230,6 +264,7 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     """Rebuild a :class:`Config` saved with :meth:`Config.to_dict` (e.g. inside a checkpoint)."""
     config = Config()
     _apply(config, values, "saved config")
+    _resolve_auto(config)
     validate(config)
     return config
 
@@ -318,22 +353,26 @@ def check_postprocess(steps: Sequence[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown post-processing {unknown}; known: {', '.join(POSTPROCESS_STEPS)}")
 
 
+def _encoder_spec(config: Config) -> EncoderSpec:
+    if config.model.encoder not in ENCODERS:
+        raise ConfigError(f"model.encoder={config.model.encoder!r}: known encoders are {tuple(ENCODERS)}")
+    return ENCODERS[config.model.encoder]
+
+
 def _validate_encoder(config: Config) -> None:
     """A pretrained encoder fixes the network's depth, input channels and input normalisation."""
     model = config.model
-    if model.encoder not in ENCODERS:
-        raise ConfigError(f"model.encoder={model.encoder!r}: known encoders are {ENCODERS}")
+    spec = _encoder_spec(config)
     if model.encoder_weights not in ENCODER_WEIGHTS:
         raise ConfigError(f"model.encoder_weights={model.encoder_weights!r}: choose one of {ENCODER_WEIGHTS}")
     if model.encoder == "none":
         return
-    depth = ENCODER_DEPTHS[model.encoder]
-    mean, std = ENCODER_INPUT_MEANS[model.encoder], ENCODER_INPUT_STDS[model.encoder]
+    depth, mean, std = spec.depth, spec.mean, spec.std
     if model.name != "skinnet":
         raise ConfigError(f"model.encoder={model.encoder} is a SkinNet option: set model.name=skinnet")
     if model.depth != depth or model.in_channels != 3:
         raise ConfigError(f"model.encoder={model.encoder} halves the resolution {depth} times and reads "
-                          f"RGB: set model.depth={depth} and model.in_channels=3")
+                          f"RGB: set model.depth={depth} (or auto) and model.in_channels=3")
     if list(config.data.mean) != list(mean) or list(config.data.std) != list(std):
         raise ConfigError(f"model.encoder={model.encoder} expects the inputs its ImageNet weights were trained "
-                          f"on: set data.mean={list(mean)} and data.std={list(std)}")
+                          f"on: set data.mean={list(mean)} and data.std={list(std)} (or auto)")

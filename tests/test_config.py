@@ -48,6 +48,21 @@ def test_bad_file_is_named(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.yaml")
 
 
+def test_auto_takes_the_encoders_depth_and_normalisation() -> None:
+    pretrained = load_config(CONFIGS / "pretrained.yaml")  # depth, mean and std: auto
+    assert pretrained.model.depth == 5
+    assert pretrained.data.mean == [127.0] * 3 and pretrained.data.std == [128.0] * 3
+    stored = pretrained.to_dict()  # what a model file stores: the numbers
+    assert (stored["model"]["depth"], stored["data"]["mean"]) == (5, [127.0] * 3)
+    assert load_config(None, ["model.depth=3", "model.depth=auto", "data.std=auto"]) == load_config(None)
+    assert config_from_dict({**pretrained.to_dict(), "model": {**pretrained.to_dict()["model"], "depth": "auto"}}
+                            ) == pretrained
+    with pytest.raises(ConfigError, match="expected an integer"):
+        load_config(None, ["model.width=auto"])  # only the encoder's facts take auto
+    with pytest.raises(ConfigError, match="known encoders"):
+        load_config(None, ["model.encoder=resnet50", "model.depth=auto"])
+
+
 def test_round_trip_through_a_dict() -> None:
     config = load_config(None, ["model.width=8", "data.image_size=64"])
     assert config_from_dict(config.to_dict()) == config

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from skinnet.config import ENCODER_INPUT_MEANS, ENCODER_INPUT_STDS
+from skinnet.config import ENCODERS
 
 # (repeats, kernel, stride, expand ratio, input channels, output channels) of the seven stages
 # (efficientnet_lite_builder.py, width and depth multipliers 1.0).
@@ -37,8 +37,8 @@ BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon, with which the weights were tr
 # and the head at stride 32.
 SKIP_CHANNELS = (16, 24, 40, 112)
 # Input normalisation the ImageNet weights expect, on the 0-255 scale (a config fact: the config checks it).
-INPUT_MEAN = ENCODER_INPUT_MEANS["efficientnet_lite0"]
-INPUT_STD = ENCODER_INPUT_STDS["efficientnet_lite0"]
+INPUT_MEAN = ENCODERS["efficientnet_lite0"].mean
+INPUT_STD = ENCODERS["efficientnet_lite0"].std
 
 
 def _same_padding(kernel: int, stride: int) -> nn.Module:

@@ -8,12 +8,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from skinnet.config import ENCODER_DEPTHS
+from skinnet.config import ENCODERS
 from skinnet.networks.blocks import ConvBNReLU, UpConcat, check_input_size
 from skinnet.networks.efficientnet_lite import HEAD_CHANNELS, SKIP_CHANNELS, EfficientNetLite0
 from skinnet.networks.skinnet import DenseBlock, DilatedBottleneck
 
-ENCODER_DEPTH = ENCODER_DEPTHS["efficientnet_lite0"]  # halved 5 times: inputs divisible by 32
+ENCODER_DEPTH = ENCODERS["efficientnet_lite0"].depth  # halved 5 times: inputs divisible by 32
 
 
 class PretrainedSkinNet(nn.Module):
