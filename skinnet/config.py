@@ -39,11 +39,13 @@ class EncoderSpec:
 
 # Every encoder by name. "none" is the paper's dense-block encoder, trained from scratch: its depth, and the
 # normalisation of the 2000 ISIC 2017 training images at 256x256. A pretrained encoder keeps what its
-# ImageNet weights were trained with: EfficientNet-Lite0 halves the resolution 5 times and reads
-# (x - 127) / 128. skinnet.networks builds each from here; a config says `auto` to take these values.
+# ImageNet weights were trained with: EfficientNet-Lite0, -Lite1 and -Lite2 halve the resolution 5 times and
+# read (x - 127) / 128. skinnet.networks builds each from here; a config says `auto` to take these values.
 ENCODERS = {
     "none": EncoderSpec(4, (180.5, 150.8, 139.5), (39.2, 41.3, 45.0)),
     "efficientnet_lite0": EncoderSpec(5, (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
+    "efficientnet_lite1": EncoderSpec(5, (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
+    "efficientnet_lite2": EncoderSpec(5, (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
 }
 AUTO = "auto"
 AUTO_KEYS = ("model.depth", "data.mean", "data.std")  # the keys that take `auto`: the encoder's own value
@@ -60,8 +62,9 @@ class ModelConfig:
     dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
     in_channels: int = 3
     num_classes: int = 2
-    # "none": the paper's dense-block encoder; "efficientnet_lite0": an ImageNet-pretrained EfficientNet-Lite0
-    # under SkinNet's bottleneck and decoder (needs its depth and input normalisation: ENCODERS, `auto`).
+    # "none": the paper's dense-block encoder; "efficientnet_lite0" (or the larger "_lite1", "_lite2"): an
+    # ImageNet-pretrained EfficientNet-Lite under SkinNet's bottleneck and decoder (needs its depth and input
+    # normalisation: ENCODERS, `auto`).
     encoder: str = "none"
     # Where a pretrained encoder starts when training begins: "imagenet" weights or "random" (an ablation).
     encoder_weights: str = "imagenet"
