@@ -96,6 +96,8 @@ class TrainConfig:
 
     epochs: int = 100
     batch_size: int = 8
+    # "dice": eq. 1 of the paper; "dice_ce": eq. 1 plus the pixel cross-entropy, equal weights (nnU-Net's).
+    loss: str = "dice"
     lr: float = 1e-4
     weight_decay: float = 0.0
     # "plateau": multiply by lr_factor when the monitored loss (validation, else training) has not improved
@@ -129,6 +131,7 @@ ENCODER_WEIGHTS = ("imagenet", "random")
 COLOR_CONSTANCY = ("none", "shades_of_gray")
 LR_SCHEDULES = ("plateau", "step", "poly")
 KEEP_EPOCHS = ("best", "last")
+LOSSES = ("dice", "dice_ce")  # skinnet.losses.loss_function implements each
 CONFIDENCE_METHODS = ("tta", "margin")
 
 
@@ -327,6 +330,8 @@ def validate(config: Config) -> None:
     _validate_encoder(config)
     if config.train.keep not in KEEP_EPOCHS:
         raise ConfigError(f"train.keep={config.train.keep!r}: choose one of {KEEP_EPOCHS}")
+    if config.train.loss not in LOSSES:
+        raise ConfigError(f"train.loss={config.train.loss!r}: choose one of {LOSSES}")
     if config.train.schedule not in LR_SCHEDULES:
         raise ConfigError(f"train.schedule={config.train.schedule!r}: known schedules are {LR_SCHEDULES}")
     if config.train.schedule == "step" and not config.train.lr_milestones:
