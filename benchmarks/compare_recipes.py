@@ -127,6 +127,26 @@ def format_sizes(name: str, rows: list[dict[str, Any]], timed_on: str) -> str:
     return "\n".join([*lines, "", f"Timed in one run on {timed_on}."])
 
 
+def counts(recipes: list[Recipe]) -> list[dict[str, Any]]:
+    """Each recipe's network size: parameters and FLOPs of one image at its input size."""
+    rows = []
+    for recipe in recipes:
+        config = recipe.config()
+        rows.append({"recipe": recipe.name, "overrides": recipe.overrides, "encoder": config.model.encoder,
+                     "width": config.model.width, "image_size": config.data.image_size,
+                     "parameters": count_parameters(config), "flops": count_flops(config)})
+    return rows
+
+
+def format_counts(rows: list[dict[str, Any]]) -> str:
+    lines = ["| recipe | encoder | decoder width | input px | parameters | GFLOPs/image |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['recipe']} | {r['encoder']} | {r['width']} | {r['image_size']} | {r['parameters']:,} | "
+              f"{r['flops'] / 1e9:.2f} |" for r in rows]
+    note = "FLOPs of one forward pass (torch.utils.flop_counter, a multiply-add counts 2)."
+    return "\n".join([*lines, "", note])
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The comparison as a Markdown table and its notes."""
     lines = ["| recipe | encoder | width | input px | parameters | GFLOPs/image | training s/image | "
@@ -164,6 +184,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="a recipe; the first one is the baseline of the Wilcoxon tests")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for the timings (default 2)")
     parser.add_argument("--resume", action="store_true", help="continue interrupted folds from last.pt")
+    parser.add_argument("--counts", action="store_true", help="only count each recipe's parameters and "
+                        "FLOPs at its input size (no training, no timing): writes OUT/counts.{json,md}")
     parser.add_argument("--sizes", help="only time the first recipe's network at these input sizes, e.g. "
                         "128,256,384 (no training, no scores): writes OUT/sizes.{json,md}")
     args = parser.parse_args(argv)
@@ -176,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     recipes = [Recipe(spec[0], Path(spec[1]), spec[2], spec[3:]) for spec in args.recipe]
     out = Path(args.out)
+    if args.counts:
+        rows = counts(recipes)
+        table = format_counts(rows)
+        write_json(out / "counts.json", {"counts": rows})
+        write_text(out / "counts.md", table + "\n")
+        print(table)
+        return 0
     if args.sizes:
         rows = size_costs(recipes[0], [int(s) for s in args.sizes.split(",") if s.strip()], args.threads)
         timed_on = machine_name(recipes[0].config())

@@ -40,9 +40,9 @@ CONFIG_HELP = {
     "model.dilations": "dilation rates of the bottleneck's cascade (at most 16; the paper's 1..32)",
     "model.in_channels": "input channels (3 for RGB)",
     "model.num_classes": "output classes: must be 2 (background, lesion)",
-    "model.encoder": "`none`: the paper's dense-block encoder; `efficientnet_lite0`: an ImageNet-pretrained "
-                     "EfficientNet-Lite0 under SkinNet's bottleneck and decoder (needs `model.depth: 5` and the "
-                     "encoder's input normalisation)",
+    "model.encoder": "`none`: the paper's dense-block encoder; `efficientnet_lite0` (or the larger `_lite1`, "
+                     "`_lite2`): an ImageNet-pretrained EfficientNet-Lite under SkinNet's bottleneck and decoder "
+                     "(needs `model.depth: 5` and the encoder's input normalisation)",
     "model.encoder_weights": "where a pretrained encoder starts when training begins (`random`: an ablation)",
     "data.root": "data folder (the `--data` option overrides it)",
     "data.image_size": "side of the square network input, in pixels",
@@ -59,6 +59,8 @@ CONFIG_HELP = {
     "data.color_shift": "largest brightness, contrast and colour shift, as a fraction",
     "train.epochs": "epochs per fold",
     "train.batch_size": "images per batch (per process under torchrun)",
+    "train.loss": "`dice`: eq. 1 of the paper; `dice_ce`: eq. 1 plus the pixel cross-entropy, equal weights "
+                  "(nnU-Net's loss)",
     "train.lr": "Adam learning rate (never scaled with the number of processes)",
     "train.weight_decay": "Adam weight decay",
     "train.schedule": "`plateau`: cut by `lr_factor` when the monitored loss stalls for `lr_patience` epochs; "
@@ -90,6 +92,7 @@ CONFIG_HELP = {
 CONFIG_CHOICES = {
     "model.name": "MODEL_NAMES", "model.encoder": "ENCODERS", "model.encoder_weights": "ENCODER_WEIGHTS",
     "data.color_constancy": "COLOR_CONSTANCY", "train.schedule": "LR_SCHEDULES", "train.keep": "KEEP_EPOCHS",
+    "train.loss": "LOSSES",
     "inference.postprocess": "POSTPROCESS_STEPS", "inference.confidence": "CONFIDENCE_METHODS",
 }
 

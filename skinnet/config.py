@@ -39,11 +39,13 @@ class EncoderSpec:
 
 # Every encoder by name. "none" is the paper's dense-block encoder, trained from scratch: its depth, and the
 # normalisation of the 2000 ISIC 2017 training images at 256x256. A pretrained encoder keeps what its
-# ImageNet weights were trained with: EfficientNet-Lite0 halves the resolution 5 times and reads
-# (x - 127) / 128. skinnet.networks builds each from here; a config says `auto` to take these values.
+# ImageNet weights were trained with: EfficientNet-Lite0, -Lite1 and -Lite2 halve the resolution 5 times and
+# read (x - 127) / 128. skinnet.networks builds each from here; a config says `auto` to take these values.
 ENCODERS = {
     "none": EncoderSpec(4, (180.5, 150.8, 139.5), (39.2, 41.3, 45.0)),
     "efficientnet_lite0": EncoderSpec(5, (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
+    "efficientnet_lite1": EncoderSpec(5, (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
+    "efficientnet_lite2": EncoderSpec(5, (127.0, 127.0, 127.0), (128.0, 128.0, 128.0)),
 }
 AUTO = "auto"
 AUTO_KEYS = ("model.depth", "data.mean", "data.std")  # the keys that take `auto`: the encoder's own value
@@ -60,8 +62,9 @@ class ModelConfig:
     dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
     in_channels: int = 3
     num_classes: int = 2
-    # "none": the paper's dense-block encoder; "efficientnet_lite0": an ImageNet-pretrained EfficientNet-Lite0
-    # under SkinNet's bottleneck and decoder (needs its depth and input normalisation: ENCODERS, `auto`).
+    # "none": the paper's dense-block encoder; "efficientnet_lite0" (or the larger "_lite1", "_lite2"): an
+    # ImageNet-pretrained EfficientNet-Lite under SkinNet's bottleneck and decoder (needs its depth and input
+    # normalisation: ENCODERS, `auto`).
     encoder: str = "none"
     # Where a pretrained encoder starts when training begins: "imagenet" weights or "random" (an ablation).
     encoder_weights: str = "imagenet"
@@ -93,6 +96,8 @@ class TrainConfig:
 
     epochs: int = 100
     batch_size: int = 8
+    # "dice": eq. 1 of the paper; "dice_ce": eq. 1 plus the pixel cross-entropy, equal weights (nnU-Net's).
+    loss: str = "dice"
     lr: float = 1e-4
     weight_decay: float = 0.0
     # "plateau": multiply by lr_factor when the monitored loss (validation, else training) has not improved
@@ -130,6 +135,7 @@ ENCODER_WEIGHTS = ("imagenet", "random")
 COLOR_CONSTANCY = ("none", "shades_of_gray")
 LR_SCHEDULES = ("plateau", "step", "poly")
 KEEP_EPOCHS = ("best", "last")
+LOSSES = ("dice", "dice_ce")  # skinnet.losses.loss_function implements each
 CONFIDENCE_METHODS = ("tta", "margin")
 
 
@@ -328,6 +334,8 @@ def validate(config: Config) -> None:
     _validate_encoder(config)
     if config.train.keep not in KEEP_EPOCHS:
         raise ConfigError(f"train.keep={config.train.keep!r}: choose one of {KEEP_EPOCHS}")
+    if config.train.loss not in LOSSES:
+        raise ConfigError(f"train.loss={config.train.loss!r}: choose one of {LOSSES}")
     if config.train.schedule not in LR_SCHEDULES:
         raise ConfigError(f"train.schedule={config.train.schedule!r}: known schedules are {LR_SCHEDULES}")
     if config.train.schedule == "step" and not config.train.lr_milestones:

@@ -1,4 +1,4 @@
-"""The soft Dice loss of eq. 1 of the SkinNet paper.
+"""Training losses: the soft Dice loss of eq. 1 of the SkinNet paper, and eq. 1 plus cross-entropy.
 
     L = 1 - sum_k [ sum_n y_nk p_nk / (sum_n y_nk + sum_n p_nk) ]
 
@@ -7,15 +7,21 @@ truth and ``p`` the softmax output. With two classes a perfect prediction gives 
 lies in [0, 1]. This equals MONAI's ``DiceLoss(include_background=True, softmax=True, to_onehot_y=True,
 smooth_nr=0, smooth_dr=eps)`` exactly for two classes: MONAI averages ``1 - 2 I_k / D_k`` over the K
 classes, which is ``1 - (2/K) sum_k I_k / D_k``.
+
+``train.loss`` picks one (:func:`loss_function`): ``dice`` (eq. 1) or ``dice_ce`` (eq. 1 plus the mean
+pixel cross-entropy, equal weights: nnU-Net's loss, in the form of MONAI's ``DiceCELoss``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from skinnet.config import LOSSES
 
 
 def soft_dice_loss(
@@ -49,6 +55,34 @@ def soft_dice_loss(
     denominator = onehot.sum(dims) + probs.sum(dims)
     loss = 1.0 - (intersection / (denominator + eps)).sum(-1)
     return loss.mean()
+
+
+def dice_ce_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    eps: float = 1e-6,
+    reduction: Literal["batch", "image"] = "batch",
+) -> torch.Tensor:
+    """Eq. 1 (:func:`soft_dice_loss`) plus the cross-entropy averaged over every pixel of the batch, weighted
+    equally: nnU-Net's "Dice + CE".
+
+    It equals MONAI's ``DiceCELoss(include_background=True, to_onehot_y=True, softmax=True, smooth_nr=0,
+    smooth_dr=eps, batch=reduction == "batch", lambda_dice=1, lambda_ce=1)`` (cross-entropy reduction
+    "mean"). nnU-Net's own Dice term differs: it leaves the background out (``do_bg=False``), smooths the
+    numerator and denominator by 1e-5 and enters as ``-Dice`` instead of ``1 - Dice``, which shifts the loss
+    but not its gradient; the cross-entropy term is the same. ``reduction`` acts on the Dice term only: the
+    pixel mean of the cross-entropy is the mean of each image's, as all images of a batch have one size.
+    """
+    dice = soft_dice_loss(logits, target, eps, reduction)
+    return dice + F.cross_entropy(logits.float(), target.long())
+
+
+def loss_function(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss ``train.loss`` names: ``dice`` (:func:`soft_dice_loss`) or ``dice_ce`` (:func:`dice_ce_loss`)."""
+    functions = {"dice": soft_dice_loss, "dice_ce": dice_ce_loss}
+    if name not in functions:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    return functions[name]
 
 
 class SoftDiceLoss(nn.Module):

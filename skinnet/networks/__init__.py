@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from skinnet.config import MODEL_NAMES, ModelConfig
+from skinnet.networks.efficientnet_lite import VARIANTS
 from skinnet.networks.pretrained_skinnet import PretrainedSkinNet
 from skinnet.networks.skinnet import DenseBlock, DilatedBottleneck, SkinNet, effective_dilation_rates
 from skinnet.networks.unet import UNet
@@ -18,12 +19,13 @@ def build_model(config: ModelConfig, init_encoder: bool = False) -> nn.Module:
         init_encoder: load the pretrained encoder's ImageNet weights (``config.encoder_weights="imagenet"``),
             as training does at its start; a saved model's weights replace them anyway, so loading skips it.
     """
-    if config.name == "skinnet" and config.encoder == "efficientnet_lite0":
-        model = PretrainedSkinNet(config.num_classes, config.width, config.growth, config.dilations)
+    if config.name == "skinnet" and config.encoder in VARIANTS:
+        model = PretrainedSkinNet(config.num_classes, config.width, config.growth, config.dilations,
+                                  config.encoder)
         if init_encoder and config.encoder_weights == "imagenet":
             from skinnet.networks.efficientnet_lite import imagenet_state_dict
 
-            weights = {key: value for key, value in imagenet_state_dict().items()
+            weights = {key: value for key, value in imagenet_state_dict(encoder=config.encoder).items()
                        if not key.startswith("classifier.")}
             model.encoder.load_state_dict(weights)
         return model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -35,11 +36,13 @@ def batch_dice_jaccard(logits: torch.Tensor, target: torch.Tensor) -> tuple[list
 
 def run_epoch(model: nn.Module, loader: DataLoader, device: torch.device,
               optimizer: torch.optim.Optimizer | None = None, scaler: torch.amp.GradScaler | None = None,
-              desc: str = "", channels_last: bool = False) -> dict[str, float]:
+              desc: str = "", channels_last: bool = False,
+              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = soft_dice_loss) -> dict[str, float]:
     """One pass over ``loader``; trains when an optimizer is given, else evaluates.
 
     Returns the mean loss (weighted by batch size) and the mean per-image DC and JI. ``channels_last`` hands
     the model NHWC batches (give it a model converted with ``.to(memory_format=torch.channels_last)``).
+    ``loss_fn`` is the loss on logits and labels (``train.loss``, :func:`skinnet.losses.loss_function`).
 
     Raises:
         TrainingError: the loss is NaN or infinite.
@@ -56,7 +59,7 @@ def run_epoch(model: nn.Module, loader: DataLoader, device: torch.device,
             masks = masks.to(device, non_blocking=True)
             with torch.autocast(device.type, enabled=use_amp):
                 logits = model(images)
-            loss = soft_dice_loss(logits, masks)
+            loss = loss_fn(logits, masks)
             if not torch.isfinite(loss):
                 raise TrainingError(f"loss became {loss.item()} in {desc}")
             if training:

@@ -33,6 +33,7 @@ from skinnet.data.layout import Pair, find_pairs
 from skinnet.data.splits import fold_ids
 from skinnet.data.transforms import training_augmentation
 from skinnet.inference.segmenter import Segmenter
+from skinnet.losses import loss_function
 from skinnet.networks import build_model
 from skinnet.networks.budget import check_budget
 from skinnet.networks.files import save_weights
@@ -215,12 +216,14 @@ class FoldTrainer:
         loader = dist.train_loader(self.train_set, config.train.batch_size, self.seed, epoch,
                                    config.data.num_workers)
         try:
+            loss_fn = loss_function(config.train.loss)
             train = dist.mean_over_ranks(run_epoch(self.trained, loader, self.device, self.optimizer, self.scaler,
                                                    desc=f"epoch {epoch + 1} train",
-                                                   channels_last=config.train.channels_last))
+                                                   channels_last=config.train.channels_last, loss_fn=loss_fn))
             # rank 0 validates and shares the scores: every process then takes the same LR and best decisions
             check = functools.partial(run_epoch, self.model, self.val_loader, self.device,
-                                      desc=f"epoch {epoch + 1} val", channels_last=config.train.channels_last)
+                                      desc=f"epoch {epoch + 1} val", channels_last=config.train.channels_last,
+                                      loss_fn=loss_fn)
             val = dist.from_main(check) if validate else {"loss": math.nan, "dc": math.nan, "ji": math.nan}
         except TrainingError as err:
             raise TrainingError(f"{err}; {self._last_good(epoch)}. Lower train.lr and train again "

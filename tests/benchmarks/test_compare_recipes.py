@@ -63,3 +63,20 @@ def test_size_costs_grow_with_the_input(tmp_path: Path) -> None:
     assert [r["size"] for r in rows] == [32, 64]
     assert rows[1]["flops"] == pytest.approx(4 * rows[0]["flops"], rel=0.01)  # convolutions scale with pixels
     assert not (tmp_path / "run").exists()  # nothing trained
+
+
+def test_counts_give_each_recipes_parameters_and_flops(tmp_path: Path) -> None:
+    benchmark = load_benchmark()
+    out = tmp_path / "counts"
+    recipe = str(REPO / "configs" / "pretrained.yaml")
+    small = ["data.image_size=64", "model.width=4"]
+    argv = ["--data", "unused", "--out", str(out), "--counts",
+            "--recipe", "lite0", str(tmp_path / "run"), recipe, *small,
+            "--recipe", "lite2", str(tmp_path / "run"), recipe, *small, "model.encoder=efficientnet_lite2"]
+    assert benchmark.main(argv) == 0
+    rows = json.loads((out / "counts.json").read_text())["counts"]
+    assert [(r["recipe"], r["encoder"], r["image_size"]) for r in rows] == [
+        ("lite0", "efficientnet_lite0", 64), ("lite2", "efficientnet_lite2", 64)]
+    assert rows[1]["parameters"] > rows[0]["parameters"] and rows[1]["flops"] > rows[0]["flops"]
+    assert "| lite2 | efficientnet_lite2 | 4 | 64 |" in (out / "counts.md").read_text()
+    assert not (tmp_path / "run").exists()  # nothing trained
