@@ -16,12 +16,10 @@ from skinnet.batch.local import Executor, LocalExecutor, ProgressBar, Reader
 from skinnet.batch.manifest import run_identity
 from skinnet.batch.shard import TABLE, Shard, shard_table
 from skinnet.batch.store import OutputStore
-from skinnet.batch.writers import OutputWriter, mask_name, standard_writers
+from skinnet.batch.writers import OutputWriter, standard_writers
 from skinnet.data.io import read_image, write_csv
 from skinnet.data.layout import find_images
 from skinnet.inference.predictor import Predictor
-
-__all__ = ["TABLE", "PredictionReport", "mask_name", "predict_files"]
 
 TABLE_COLUMNS = ["id", "image", "status", "reason"]
 

@@ -31,14 +31,6 @@ SERIES_NUMBER = 9901  # where viewers list it: after the acquisitions, in a seri
 SERIES_DESCRIPTION = "SkinNet lesion segmentation"
 
 
-def _highdicom() -> Any:
-    try:
-        import highdicom
-    except ImportError as err:  # pragma: no cover - highdicom is in requirements.txt
-        raise ImportError("writing DICOM Segmentations needs highdicom (pip install -r requirements.txt)") from err
-    return highdicom
-
-
 def build_dicom_seg(source: Any, mask: np.ndarray, model_name: str, model_version: str) -> Any:
     """A highdicom ``Segmentation`` of ``mask`` referencing the source image ``source``.
 
@@ -51,7 +43,7 @@ def build_dicom_seg(source: Any, mask: np.ndarray, model_name: str, model_versio
     Raises:
         ValueError: the mask does not have the source's size.
     """
-    hd = _highdicom()
+    import highdicom as hd  # here: importing it takes a second, and most runs write no SEG
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 

@@ -76,11 +76,6 @@ class Finding:
                 "model_sha256": self.model.sha256}
 
 
-def model_threshold(predictor: Predictor) -> float:
-    """The probability above which a pixel is lesion, for a Segmenter or an Ensemble."""
-    return float(predictor.threshold)
-
-
 def find(predictor: Predictor, image: np.ndarray, probability: np.ndarray, mask: np.ndarray, model: ModelInfo,
          source: Any = None, pixel_spacing: PixelSpacing | None = None,
          with_uncertainty: bool = False) -> tuple[Finding, np.ndarray | None]:
@@ -106,7 +101,7 @@ def find(predictor: Predictor, image: np.ndarray, probability: np.ndarray, mask:
     if spacing is None and pixel_spacing is not None:
         spacing, spacing_source = spacing_pair(pixel_spacing), USER_SPACING
     inference = predictor.config.inference
-    threshold = model_threshold(predictor)
+    threshold = float(predictor.threshold)
     views = None
     if inference.confidence == "tta":
         views = predictor.predict_views_batch([image], WORK_SIDE)[0]
