@@ -1,5 +1,5 @@
 """End-to-end batch prediction: one image after another (as ``skinnet predict`` ran before archive mode)
-against the pipelined engine (worker threads overlapping decoding and writing with the network, and on a
+against the local executor's worker threads (overlapping decoding and writing with the network, and on a
 GPU batches of images in float16 autocast), measured side by side in one run.
 
 Each run is ``predict_files`` on a folder of 1024x768 JPEGs (the bundled ISIC samples resized up): decode,
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{cores} CPU cores; {where}; backend {backend}; {args.images} JPEGs of 1024x768; median of "
           f"{args.repeats} repeats, taken in turns\n")
     first = "x first row" if args.defaults else "x sequential"
-    print(f"| {'engine':<56} | {'images/s':>8} | {'s / image':>9} | {first:>12} | "
+    print(f"| {'executor':<56} | {'images/s':>8} | {'s / image':>9} | {first:>12} | "
           f"{'each repeat, ' + first:<28} |")
     print(f"|{'-' * 58}|{'-' * 9}:|{'-' * 10}:|{'-' * 13}:|{'-' * 30}|")
     for name, *_ in configs:

@@ -14,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from skinnet.app.background import serve_in_thread
+from app_thread import serve_in_thread
+
 from skinnet.app.server import create_app
 from skinnet.inference.segmenter import Segmenter
 

@@ -35,7 +35,7 @@ def copy_last_epochs(run_dir: Path, out: Path) -> list[int]:
             continue
         model, config = load_model(last)
         fold_paths(out, fold).folder.mkdir(exist_ok=True)
-        save_weights(fold_paths(out, fold).best_weights, model, config)
+        save_weights(fold_paths(out, fold).kept_weights, model, config)
         copied.append(fold)
     return copied
 

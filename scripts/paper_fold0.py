@@ -205,7 +205,7 @@ def stop(process: subprocess.Popen) -> None:
 def predict_stopped(config: Config, data: str, run: Path, name: str) -> bool:
     """Predict the validation images of a stopped network with its best model so far; False if it has none."""
     paths = fold_paths(run / name, 0)
-    if not paths.best_weights.exists() or not read_log(paths.log):
+    if not paths.kept_weights.exists() or not read_log(paths.log):
         return False
     val_pairs = prepare_fold(config, data, run / name, 0).val_pairs
     predict_validation(paths, val_pairs, resolve_device(config.train.device))

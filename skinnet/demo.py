@@ -99,7 +99,7 @@ def train_demo(out_dir: Path, epochs: int | None = None) -> Evaluation:
     pred_dir = result.paths.val_predictions
     evaluation = evaluate_folders(pred_dir, SAMPLE_DATA / "masks")
     write_overlays(pred_dir, SAMPLE_DATA, out_dir / "overlays")
-    print(f"\nTrained in {minutes:.1f} min; best validation epoch {result.best_epoch + 1}.")
+    print(f"\nTrained in {minutes:.1f} min; kept epoch {result.kept_epoch + 1}.")
     print("\nHeld-out images (masks at the original 256x256):")
-    print_results(evaluation, pred_dir, out_dir / "overlays", result.paths.best_weights)
+    print_results(evaluation, pred_dir, out_dir / "overlays", result.paths.kept_weights)
     return evaluation

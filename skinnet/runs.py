@@ -58,8 +58,8 @@ class FoldPaths:
 
     folder: Path
     last_checkpoint: Path
-    best_checkpoint: Path
-    best_weights: Path
+    kept_checkpoint: Path
+    kept_weights: Path
     log: Path
     tensorboard: Path
     val_predictions: Path
@@ -93,11 +93,11 @@ def fold_models(run_dir: str | Path) -> list[Path]:
     found: list[tuple[int, Path]] = []
     for folder in Path(run_dir).iterdir() if Path(run_dir).is_dir() else []:
         match = FOLD_PATTERN.fullmatch(folder.name)
-        weights = FoldPaths.of(folder).best_weights
+        weights = FoldPaths.of(folder).kept_weights
         if match and weights.is_file():
             found.append((int(match.group(1)), weights))
     if not found:
-        raise RunError(f"{run_dir}: no fold_K/{FoldPaths.of(Path()).best_weights.name} found; is it a run folder "
+        raise RunError(f"{run_dir}: no fold_K/{FoldPaths.of(Path()).kept_weights.name} found; is it a run folder "
                        "written by skinnet cv?")
     return [path for _, path in sorted(found)]
 
@@ -161,7 +161,7 @@ def out_of_fold(run_dir: str | Path, data_root: str | Path, folds: Iterable[int]
     split = read_split(run_dir, sorted(pairs))
     for fold in range(len(split)) if folds is None else folds:
         training, validation = fold_ids(split, fold)
-        model = fold_paths(run_dir, fold).best_weights
+        model = fold_paths(run_dir, fold).kept_weights
         if not model.is_file():
             if on_missing is not None:
                 on_missing(f"fold {fold}: no {model.name}; its {len(validation)} images are left out")

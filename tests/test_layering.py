@@ -58,7 +58,7 @@ def imported(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names if alias.name.split(".")[0] == "skinnet"}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "skinnet":
-            # from skinnet.batch import writers: the module writers; from skinnet.batch.run import TABLE: run
+            # from skinnet.batch import writers: the module writers; from skinnet.batch.run import X: run
             folder = PACKAGE.joinpath(*node.module.split(".")[1:])
             names |= {f"{node.module}.{alias.name}" if (folder / f"{alias.name}.py").exists()
                       or (folder / alias.name).is_dir() else node.module for alias in node.names}

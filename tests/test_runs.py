@@ -16,7 +16,7 @@ from skinnet.data.splits import SplitError
 def test_the_layout_is_the_one_skinnet_cv_has_always_written(tmp_path: Path) -> None:
     paths = runs.fold_paths(tmp_path, 3)
     assert paths.folder == tmp_path / "fold_3" and runs.fold_paths(tmp_path, None).folder == tmp_path / "all"
-    assert [p.name for p in (paths.last_checkpoint, paths.best_checkpoint, paths.best_weights, paths.log,
+    assert [p.name for p in (paths.last_checkpoint, paths.kept_checkpoint, paths.kept_weights, paths.log,
                              paths.val_predictions, paths.val_metrics, paths.val_summary)] == [
         "last.pt", "best.pt", "best.safetensors", "log.csv", "val_predictions", "val_metrics.csv",
         "val_summary.json"]
@@ -57,7 +57,7 @@ def test_fold_models_are_listed_in_fold_order(tmp_path: Path) -> None:
     for fold in (10, 2, 0):
         paths = runs.fold_paths(tmp_path, fold)
         paths.folder.mkdir()
-        paths.best_weights.write_bytes(b"")
+        paths.kept_weights.write_bytes(b"")
     (tmp_path / "fold_x").mkdir()
     assert [p.parent.name for p in runs.fold_models(tmp_path)] == ["fold_0", "fold_2", "fold_10"]
 
@@ -67,13 +67,13 @@ def test_out_of_fold_gives_each_fold_that_kept_a_model_with_its_pairs(tmp_path: 
     folds = runs.load_or_create_split(tmp_path, ids, 3, seed=0)
     for fold in (0, 2):
         runs.fold_paths(tmp_path, fold).folder.mkdir()
-        runs.fold_paths(tmp_path, fold).best_weights.write_bytes(b"")
+        runs.fold_paths(tmp_path, fold).kept_weights.write_bytes(b"")
     missing: list[str] = []
     found = list(runs.out_of_fold(tmp_path, sample_data, on_missing=missing.append))
     assert [fold.fold for fold in found] == [0, 2]
     assert missing == ["fold 1: no best.safetensors; its 3 images are left out"]
     for fold in found:
-        assert fold.model == runs.fold_paths(tmp_path, fold.fold).best_weights
+        assert fold.model == runs.fold_paths(tmp_path, fold.fold).kept_weights
         assert [pair.id for pair in fold.validation] == folds[fold.fold]
         assert sorted(pair.id for pair in fold.training + fold.validation) == ids
         assert all(pair.image.stem == pair.id and pair.mask.is_file() for pair in fold.validation)

@@ -59,7 +59,7 @@ class ClientGone(Exception):
     """The client closed its connection: its image is not (or no further) computed."""
 
 
-def segment_upload(segmenter: Predictor, data: bytes, name: str, model: ModelInfo,
+def segment_upload(predictor: Predictor, data: bytes, name: str, model: ModelInfo,
                    pixel_spacing: float | None = None, with_uncertainty: bool = False,
                    gone: threading.Event | None = None) -> Segmentation:
     """Decode, segment, measure, score and encode; runs in the worker threads.
@@ -84,11 +84,11 @@ def segment_upload(segmenter: Predictor, data: bytes, name: str, model: ModelInf
     if gone.is_set():
         raise ClientGone
     # The model's own threshold and post-processing, as `skinnet predict` applies them.
-    probability = segmenter.predict_proba(source.pixels)
+    probability = predictor.predict_proba(source.pixels)
     if gone.is_set():
         raise ClientGone
-    mask = segmenter.to_mask(probability)
-    finding, uncertainty = find(segmenter, source.pixels, probability, mask, model, source, pixel_spacing,
+    mask = predictor.to_mask(probability)
+    finding, uncertainty = find(predictor, source.pixels, probability, mask, model, source, pixel_spacing,
                                 with_uncertainty)
     is_dicom = source.dataset is not None
     mask_png = png_bytes(np.where(mask, 255, 0).astype(np.uint8))

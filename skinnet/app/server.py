@@ -76,13 +76,13 @@ def _megabytes(n: int) -> str:
     return f"{n / 1e6:g} MB"
 
 
-def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                workers: int = DEFAULT_WORKERS, queue_size: int = DEFAULT_QUEUE_SIZE,
                hosts: Iterable[str] | None = None, queue_pixels: int = DEFAULT_QUEUE_PIXELS) -> FastAPI:
-    """The FastAPI app serving ``segmenter``.
+    """The FastAPI app serving ``predictor``.
 
     Args:
-        segmenter: the loaded model, a :class:`~skinnet.inference.predictor.Predictor` (shared by all
+        predictor: the loaded model, a :class:`~skinnet.inference.predictor.Predictor` (shared by all
             requests; called from ``workers`` threads).
         max_upload_bytes: largest accepted image file; larger uploads get 413 before the body is read
             past this limit (plus a small multipart allowance).
@@ -97,7 +97,7 @@ def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
     if max_upload_bytes < 1 or workers < 1 or queue_size < workers:
         raise ValueError("need max_upload_bytes >= 1, workers >= 1 and queue_size >= workers")
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skinnet-infer")
-    model = ModelInfo.of(segmenter)
+    model = ModelInfo.of(predictor)
     state = {"in_flight": 0, "pixels": 0}
     drain = DrainRate(workers)
 
@@ -155,8 +155,8 @@ def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
 
     @app.get("/api/health", response_model=Health, summary="Is the server up, and with which model")
     async def health() -> Health:
-        config = segmenter.config
-        return Health(status="ok", device=str(segmenter.device), workers=workers,
+        config = predictor.config
+        return Health(status="ok", device=str(predictor.device), workers=workers,
                       model={"name": config.model.name, "width": config.model.width,
                              "depth": config.model.depth, "image_size": config.data.image_size,
                              "file": Path(model.file.split(";")[0]).name if model.file else "",
@@ -222,7 +222,7 @@ def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
             state["pixels"] += pixels
             gone = threading.Event()
             work = asyncio.get_running_loop().run_in_executor(
-                executor, segment_upload, segmenter, data, file.filename or "upload", model, pixel_spacing_mm,
+                executor, segment_upload, predictor, data, file.filename or "upload", model, pixel_spacing_mm,
                 uncertainty, gone)
             result = await _unless_gone(work, request, gone)
             drain.done(result.seconds, state["in_flight"] - 1)
@@ -251,7 +251,7 @@ def create_app(segmenter: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
         return SegmentResult(id=key, mask_filename=mask_file_name(key),
                              image=ImageSize(width=finding.width, height=finding.height),
                              source_format=result.source_format, spacing_source=finding.spacing_source,
-                             threshold=segmenter.threshold, postprocess=list(segmenter.postprocess),
+                             threshold=predictor.threshold, postprocess=list(predictor.postprocess),
                              measurements=LesionMeasurements(**finding.measurements.to_dict()),
                              confidence=ConfidenceResult(**finding.confidence.to_dict()),
                              model=ModelIdentity(file=Path(model.file.split(";")[0]).name if model.file else "",

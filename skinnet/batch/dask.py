@@ -22,9 +22,10 @@ from skinnet.batch.store import OutputStore, WorkItem
 from skinnet.data.io import InputError
 from skinnet.extras import require
 from skinnet.inference.model_spec import ModelSpec
+from skinnet.inference.predictor import Predictor
 
 TASKS_PER_THREAD = 4
-_LOADED: dict[ModelSpec, Any] = {}
+_LOADED: dict[ModelSpec, Predictor] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -37,7 +38,7 @@ def import_distributed() -> Any:
     return require("distributed", "cluster", "running on a Dask cluster")
 
 
-def _worker_segmenter(spec: ModelSpec) -> Any:
+def _worker_predictor(spec: ModelSpec) -> Predictor:
     """The model of ``spec``, loaded once per worker process (one thread per core unless ``spec`` says)."""
     with _LOAD_LOCK:
         if spec not in _LOADED:
@@ -52,10 +53,10 @@ def _worker_segmenter(spec: ModelSpec) -> Any:
 def predict_chunk(spec: ModelSpec, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
                   strict: bool, reader: Reader) -> list[Outcome]:
     """A cluster task: predict ``items`` on this worker (images a retried task already wrote are kept)."""
-    segmenter = _worker_segmenter(spec)
+    predictor = _worker_predictor(spec)
     finished = {item.id for item in items if store.is_done(item)}
     todo = [item for item in items if item.id not in finished]
-    outcomes = run_local(segmenter, todo, store, batch_size, workers=1, strict=strict, reader=reader)
+    outcomes = run_local(predictor, todo, store, batch_size, workers=1, strict=strict, reader=reader)
     return [Outcome(image_id) for image_id in sorted(finished)] + outcomes
 
 
@@ -85,7 +86,7 @@ class DaskExecutor:
             return distributed.Client(scheduler_file=str(self.scheduler)), True
         return distributed.Client(str(self.scheduler)), True
 
-    def run(self, predictor: Any, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
+    def run(self, predictor: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
             strict: bool = False, reader: Reader | None = None, on_done: OnDone | None = None) -> list[Outcome]:
         """Predict ``items`` on the cluster; outcomes in the order the tasks finished.
 

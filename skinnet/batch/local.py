@@ -54,12 +54,12 @@ class Executor(Protocol):
         ...
 
 
-def predict_batch(segmenter: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
+def predict_batch(predictor: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
                   strict: bool = False, reader: Reader = read_image) -> list[Outcome]:
     """Read, segment and commit one batch; a file that cannot be read is an outcome, not an exception.
 
     Args:
-        segmenter: the model (a :class:`~skinnet.inference.predictor.Predictor`: a segmenter, an ensemble).
+        predictor: the model (a :class:`~skinnet.inference.predictor.Predictor`: a Segmenter, an Ensemble).
         items: at most ``batch_size`` images.
         store: where the outputs go.
         batch_size: images per forward pass (a short batch is padded).
@@ -83,22 +83,22 @@ def predict_batch(segmenter: Predictor, items: Sequence[WorkItem], store: Output
         return outcomes
     images = [source if isinstance(source, np.ndarray) else source.pixels for _, source in good]
     padding = [PADDING] * (batch_size - len(images))
-    probabilities = segmenter.predict_proba_batch(images + padding)
+    probabilities = predictor.predict_proba_batch(images + padding)
     for (item, source), image, probability in zip(good, images, probabilities, strict=False):
-        result = ImageResult(item.id, item.path, image, probability, segmenter.to_mask(probability),
-                             source=None if source is image else source, predictor=segmenter)
+        result = ImageResult(item.id, item.path, image, probability, predictor.to_mask(probability),
+                             source=None if source is image else source, predictor=predictor)
         store.commit(result, item.stale)
         outcomes.append(Outcome(item.id))
     return outcomes
 
 
-def run_local(segmenter: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int = 1,
+def run_local(predictor: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int = 1,
               workers: int = 1, strict: bool = False, reader: Reader = read_image,
               on_done: OnDone | None = None) -> list[Outcome]:
     """Predict ``items`` in this process: one batch after another, or ``workers`` threads at a time.
 
     Args:
-        segmenter: the model (a :class:`~skinnet.inference.predictor.Predictor`: a segmenter, an ensemble).
+        predictor: the model (a :class:`~skinnet.inference.predictor.Predictor`: a Segmenter, an Ensemble).
         items: the images to predict (see :meth:`OutputStore.plan`).
         store: where the outputs go.
         batch_size: images per forward pass.
@@ -117,13 +117,13 @@ def run_local(segmenter: Predictor, items: Sequence[WorkItem], store: OutputStor
 
     if workers <= 1 or strict:
         for batch in batches:
-            collect(predict_batch(segmenter, batch, store, batch_size, strict, reader))
+            collect(predict_batch(predictor, batch, store, batch_size, strict, reader))
         return outcomes
     pool = ThreadPoolExecutor(workers, thread_name_prefix="skinnet-predict")
     window: deque[Future[list[Outcome]]] = deque()
     try:
         for batch in batches:
-            window.append(pool.submit(predict_batch, segmenter, batch, store, batch_size, False, reader))
+            window.append(pool.submit(predict_batch, predictor, batch, store, batch_size, False, reader))
             if len(window) >= 2 * workers:
                 collect(window.popleft().result())
         while window:

@@ -16,12 +16,10 @@ from skinnet.batch.local import Executor, LocalExecutor, ProgressBar, Reader
 from skinnet.batch.manifest import run_identity
 from skinnet.batch.shard import TABLE, Shard, shard_table
 from skinnet.batch.store import OutputStore
-from skinnet.batch.writers import OutputWriter, mask_name, standard_writers
+from skinnet.batch.writers import OutputWriter, standard_writers
 from skinnet.data.io import read_image, write_csv
 from skinnet.data.layout import find_images
 from skinnet.inference.predictor import Predictor
-
-__all__ = ["TABLE", "PredictionReport", "mask_name", "predict_files"]
 
 TABLE_COLUMNS = ["id", "image", "status", "reason"]
 
@@ -54,7 +52,7 @@ def unique_images(paths: Iterable[Path]) -> tuple[list[tuple[str, Path]], list[t
     return list(seen.items()), problems
 
 
-def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: str | Path,
+def predict_files(predictor: Predictor, inputs: Iterable[str | Path], out_dir: str | Path,
                   with_overlay: bool = False, with_probability: bool = False, strict: bool = False, *,
                   writers: Sequence[OutputWriter] | None = None, resume: bool = False, shard: Shard | None = None,
                   batch_size: int = 1, workers: int = 1, executor: Executor | None = None,
@@ -67,7 +65,7 @@ def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: s
     (``.skinnet/``) and ``predictions.csv`` (one row per image: ID, input, status, reason, output files).
 
     Args:
-        segmenter: the model to run (a :class:`~skinnet.inference.segmenter.Segmenter`, an ensemble, any
+        predictor: the model to run (a :class:`~skinnet.inference.segmenter.Segmenter`, an ensemble, any
             :class:`~skinnet.inference.predictor.Predictor`).
         inputs: image files and folders of images.
         out_dir: where masks (and overlays ``<id>_overlay.png``) go.
@@ -83,7 +81,7 @@ def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: s
             after another).
         executor: what runs the batches (an :class:`~skinnet.batch.local.Executor`); ``None``: a
             :class:`~skinnet.batch.local.LocalExecutor` of ``workers`` threads. On a cluster (a
-            :class:`~skinnet.batch.dask.DaskExecutor`) ``segmenter`` only names the model.
+            :class:`~skinnet.batch.dask.DaskExecutor`) ``predictor`` only names the model.
         reader: reads one input file (see :func:`skinnet.batch.local.predict_batch`).
         progress: show a progress bar; ``None`` shows it on a terminal only.
     """
@@ -93,13 +91,13 @@ def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: s
     if shard is not None:
         images = [(image_id, path) for image_id, path in images if shard.owns(image_id)]
         duplicates = [(image_id, line) for image_id, line in duplicates if shard.owns(image_id)]
-    store = OutputStore(out_dir, writers, run_identity(segmenter, writers))
+    store = OutputStore(out_dir, writers, run_identity(predictor, writers))
     table = shard_table(out_dir / TABLE, shard) if store.key else None
     todo, skipped = store.plan(images, resume, extra_files=[table.name] if table else [])
     bar = ProgressBar(len(todo), progress)
     try:
         executor = executor or LocalExecutor(workers)
-        outcomes = executor.run(segmenter, todo, store, batch_size, strict, reader, on_done=bar)
+        outcomes = executor.run(predictor, todo, store, batch_size, strict, reader, on_done=bar)
     finally:
         bar.close()
         store.close()

@@ -25,11 +25,6 @@ from skinnet.data.layout import mask_file_name
 from skinnet.inference.predictor import Predictor
 
 
-def mask_name(image: Path) -> str:
-    """ISIC naming: ``X.jpg`` → ``X_segmentation.png``."""
-    return mask_file_name(image.stem)
-
-
 @dataclass
 class ImageResult:
     """One predicted image: what every writer needs.

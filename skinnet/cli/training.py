@@ -23,9 +23,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     minutes = (time.perf_counter() - started) / 60
     if fold is None:
         print(f"trained on all pairs for {config.train.epochs} epochs in {minutes:.1f} min: "
-              f"{result.paths.best_weights}")
+              f"{result.paths.kept_weights}")
         return 0
-    print(f"fold {args.fold}: best epoch {result.best_epoch + 1}, validation DC {result.best_val_dc:.4f} "
+    print(f"fold {args.fold}: kept epoch {result.kept_epoch + 1}, validation DC {result.kept_val_dc:.4f} "
           f"(at {config.data.image_size}px); {minutes:.1f} min")
     print(f"validation predictions at full size: {result.paths.val_predictions}")
     print("  ".join(f"{key} {result.val_summary[key]:.4f}" for key in METRIC_NAMES))

@@ -21,7 +21,8 @@ A result is flagged ("check this outline") when its score falls below the thresh
 (``inference.confidence_threshold``, for the method ``inference.confidence``). Which score predicts a low
 Dice better, and the threshold, are chosen on out-of-fold predictions of a cross-validation run with
 ``benchmarks/confidence_oof.py`` (Spearman correlation with per-image Dice, share of images below DC 0.7
-caught, false alarms); until that has been run, the defaults in :mod:`skinnet.config` are provisional.
+caught, false alarms), which writes them into the model file; the shipped model holds its own. The
+defaults in :mod:`skinnet.config` serve a model made without that choice.
 
 The uncertainty map (``--uncertainty``) shows, per pixel, ``1 - margin`` (method ``margin``) or twice the
 standard deviation of the views' probabilities (method ``tta``), 0 sure to 1 unsure, at the image's size.
@@ -39,7 +40,6 @@ from skinnet.config import CONFIDENCE_METHODS
 from skinnet.inference.predictor import view_size
 from skinnet.metrics import image_metrics
 
-METHODS = CONFIDENCE_METHODS
 WORK_SIDE = 256
 BAND_FRACTION = 0.02
 
@@ -125,8 +125,8 @@ def assess(method: str, threshold: float, probability: np.ndarray, mask: np.ndar
     Raises:
         ValueError: an unknown method, or ``tta`` without views.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown confidence method {method!r}; choose one of {', '.join(METHODS)}")
+    if method not in CONFIDENCE_METHODS:
+        raise ValueError(f"unknown confidence method {method!r}; choose one of {', '.join(CONFIDENCE_METHODS)}")
     missing = no_outline(mask)
     if method == "margin":
         score = margin_score(probability, mask, model_threshold)

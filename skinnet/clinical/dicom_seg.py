@@ -46,14 +46,6 @@ def with_type2_attributes(source: Any) -> Any:
     return source
 
 
-def _highdicom() -> Any:
-    try:
-        import highdicom
-    except ImportError as err:  # pragma: no cover - highdicom is in requirements.txt
-        raise ImportError("writing DICOM Segmentations needs highdicom (pip install -r requirements.txt)") from err
-    return highdicom
-
-
 def build_dicom_seg(source: Any, mask: np.ndarray, model_name: str, model_version: str,
                     series_instance_uid: str | None = None, sop_instance_uid: str | None = None,
                     instance_number: int = 1) -> Any:
@@ -72,7 +64,7 @@ def build_dicom_seg(source: Any, mask: np.ndarray, model_name: str, model_versio
     Raises:
         ValueError: the mask does not have the source's size.
     """
-    hd = _highdicom()
+    import highdicom as hd  # here: importing it takes a second, and most runs write no SEG
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 

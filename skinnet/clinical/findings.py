@@ -44,10 +44,10 @@ class ModelInfo:
         return cls(";".join(str(path) for path in paths), ";".join(file_sha256(path) for path in paths))
 
     @classmethod
-    def of(cls, segmenter: Predictor) -> ModelInfo:
-        """The model files a segmenter or an ensemble was loaded from (empty for a model held in memory)."""
-        files = cls.from_files(segmenter.model_files)
-        return cls(files.file, files.sha256, str(getattr(segmenter, "runtime", "")))
+    def of(cls, predictor: Predictor) -> ModelInfo:
+        """The model files a Segmenter or an Ensemble was loaded from (empty for a model held in memory)."""
+        files = cls.from_files(predictor.model_files)
+        return cls(files.file, files.sha256, str(getattr(predictor, "runtime", "")))
 
     @property
     def version(self) -> str:
@@ -79,18 +79,13 @@ class Finding:
                 "model_sha256": self.model.sha256, "model_runtime": self.model.runtime}
 
 
-def model_threshold(segmenter: Predictor) -> float:
-    """The probability above which a pixel is lesion, for a segmenter or an ensemble."""
-    return float(segmenter.threshold)
-
-
-def find(segmenter: Predictor, image: np.ndarray, probability: np.ndarray, mask: np.ndarray, model: ModelInfo,
+def find(predictor: Predictor, image: np.ndarray, probability: np.ndarray, mask: np.ndarray, model: ModelInfo,
          source: Any = None, pixel_spacing: PixelSpacing | None = None,
          with_uncertainty: bool = False) -> tuple[Finding, np.ndarray | None]:
     """Measure and score one prediction.
 
     Args:
-        segmenter: the :class:`~skinnet.inference.segmenter.Segmenter` or ensemble that predicted it (its
+        predictor: the :class:`~skinnet.inference.segmenter.Segmenter` or ensemble that predicted it (its
             config gives the confidence method and threshold; ``tta`` runs its flip views).
         image: the RGB ``uint8`` image.
         probability: the lesion probability at the image's size.
@@ -108,11 +103,11 @@ def find(segmenter: Predictor, image: np.ndarray, probability: np.ndarray, mask:
     spacing_source = getattr(source, "spacing_source", None)
     if spacing is None and pixel_spacing is not None:
         spacing, spacing_source = spacing_pair(pixel_spacing), USER_SPACING
-    inference = segmenter.config.inference
-    threshold = model_threshold(segmenter)
+    inference = predictor.config.inference
+    threshold = float(predictor.threshold)
     views = None
     if inference.confidence == "tta":
-        views = segmenter.predict_views_batch([image], WORK_SIDE)[0]
+        views = predictor.predict_views_batch([image], WORK_SIDE)[0]
     confidence = assess(inference.confidence, inference.confidence_threshold, probability, mask, threshold, views)
     height, width = mask.shape
     finding = Finding(width, height, spacing_source, measure(mask, image, spacing), confidence, model)

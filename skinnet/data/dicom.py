@@ -51,15 +51,6 @@ class SourceImage:
     dataset: Any = None
 
 
-def _pydicom(path: Path) -> Any:
-    try:
-        import pydicom
-    except ImportError as err:  # pragma: no cover - pydicom is in requirements.txt
-        raise InputError(path, "a DICOM file, and reading DICOM needs pydicom (pip install -r "
-                               "requirements.txt)") from err
-    return pydicom
-
-
 def pixel_spacing(dataset: Any) -> tuple[tuple[float, float] | None, str | None]:
     """``((row, column) mm, attribute name)`` of a dataset's pixel spacing, or ``(None, None)``.
 
@@ -180,7 +171,7 @@ def read_dicom(path: str | Path) -> SourceImage:
         InputError: not DICOM, no pixel data, multi-frame, monochrome, truncated or undecodable.
     """
     path = Path(path)
-    pydicom = _pydicom(path)
+    import pydicom  # here, not at the top: most inputs are not DICOM
     try:
         if path.stat().st_size == 0:
             raise InputError(path, "empty file (0 bytes)")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from skinnet.inference.predictor import Predictor
 
 
 @dataclass(frozen=True)
@@ -39,8 +42,9 @@ class ModelSpec:
         return replace(self, model=self.model and str(Path(self.model).absolute()),
                        run=self.run and str(Path(self.run).absolute()))
 
-    def load(self) -> Any:
-        """Load the :class:`~skinnet.inference.segmenter.Segmenter` (or ensemble).
+    def load(self) -> Predictor:
+        """Load the :class:`~skinnet.inference.segmenter.Segmenter` (or, with ``run``, the
+        :class:`~skinnet.inference.ensemble.Ensemble`).
 
         With ``threads`` and the torch backend this sets torch's intra-op threads for the whole process.
 

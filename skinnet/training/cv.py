@@ -82,7 +82,7 @@ def run_cv(config: Config, data_root: str | Path, run_dir: str | Path, folds: Se
         result = train(config, data_root, run_dir, fold=fold, resume=resume)
         trained.append(fold)
         if progress:
-            progress(f"fold {fold}: best epoch {result.best_epoch + 1}, out-of-fold DC "
+            progress(f"fold {fold}: kept epoch {result.kept_epoch + 1}, out-of-fold DC "
                      f"{result.val_summary['DC']:.4f} over {int(result.val_summary['n'])} images")
     summary = summarize_cv(run_dir, data_root, epochs=config.train.epochs)
     return CVResult(trained, skipped, summary)

@@ -63,8 +63,8 @@ class FoldState:
     """What every epoch saves and ``--resume`` restores, besides the weights and optimiser."""
 
     start_epoch: int = 0
-    best_dc: float = -math.inf
-    best_epoch: int = -1
+    kept_dc: float = -math.inf
+    kept_epoch: int = -1
     rows: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -73,8 +73,8 @@ class FoldResult:
     """Where a fold's outputs are and how its validation images scored."""
 
     paths: FoldPaths
-    best_epoch: int
-    best_val_dc: float
+    kept_epoch: int
+    kept_val_dc: float
     val_summary: dict[str, float]
 
 
@@ -123,7 +123,7 @@ class FoldTrainer:
         self.fit(data, state)
         summary = self.dist.from_main(functools.partial(self.predict_validation, data)) if data.val_pairs else {}
         self.dist.close()
-        return FoldResult(self.paths, state.best_epoch, state.best_dc, summary)
+        return FoldResult(self.paths, state.kept_epoch, state.kept_dc, summary)
 
     def set_up(self) -> None:
         """Check the budget, make the fold's folder, record the config, seed, and join the process group."""
@@ -236,12 +236,13 @@ class FoldTrainer:
     def end_epoch(self, row: dict[str, float], state: FoldState, log: EpochLog | None, validated: bool) -> None:
         """Track the kept epoch (best validation DC, or the last with ``train.keep=last``) and save (rank 0)."""
         epoch = int(row["epoch"])
-        if row["val_dc"] > state.best_dc or not validated or self.config.train.keep == "last":
-            state.best_dc, state.best_epoch = row["val_dc"], epoch
+        if row["val_dc"] > state.kept_dc or not validated or self.config.train.keep == "last":
+            state.kept_dc, state.kept_epoch = row["val_dc"], epoch
+        # The checkpoint's keys keep their names from before kept_* (issue 22): runs saved then still resume.
         checkpoint = {"config": self.config.to_dict(), "model": self.model.state_dict(),
                       "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                      "scaler": self.scaler.state_dict(), "epoch": epoch, "best_dc": state.best_dc,
-                      "best_epoch": state.best_epoch, "rng": rng_state()}
+                      "scaler": self.scaler.state_dict(), "epoch": epoch, "best_dc": state.kept_dc,
+                      "best_epoch": state.kept_epoch, "rng": rng_state()}
         if log is not None:
             self.save_epoch(log, row, checkpoint)
 
@@ -258,10 +259,10 @@ class FoldTrainer:
         target = paths.log
         try:
             log.append(row)
-            target = paths.best_weights
+            target = paths.kept_weights
             if checkpoint["best_epoch"] == epoch:
                 save_weights(target, self.model, self.config)
-                target = paths.best_checkpoint
+                target = paths.kept_checkpoint
                 save_checkpoint(target, checkpoint)
             target = paths.last_checkpoint
             save_checkpoint(target, checkpoint)
@@ -284,7 +285,7 @@ class FoldTrainer:
 
 def predict_validation(paths: FoldPaths, val_pairs: list[Pair], device: torch.device) -> dict[str, float]:
     """Predict a fold's validation images with its kept model at full size, score them, write the results."""
-    segmenter = Segmenter.from_file(paths.best_weights, device=str(device))
+    segmenter = Segmenter.from_file(paths.kept_weights, device=str(device))
     predict_files(segmenter, [pair.image for pair in val_pairs], paths.val_predictions)
     evaluation = evaluate_folders(paths.val_predictions, val_pairs[0].mask.parent)
     evaluation.write_csv(paths.val_metrics)

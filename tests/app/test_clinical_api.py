@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from app_thread import serve_in_thread
 from PIL import Image
 
-from skinnet.app.background import serve_in_thread
 from skinnet.app.server import create_app
 from skinnet.clinical.measurements import measure
 from skinnet.data.dicom import read_dicom

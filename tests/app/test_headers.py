@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from app_thread import serve_in_thread
 
-from skinnet.app.background import serve_in_thread
 from skinnet.app.headers import allowed_hosts, host_name
 from skinnet.app.server import create_app
 

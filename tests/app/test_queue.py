@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from app_thread import serve_in_thread
 from gated_predictor import GatedPredictor
 
 from skinnet.app import drain as drain_module
-from skinnet.app.background import serve_in_thread
 from skinnet.app.drain import DrainRate
 from skinnet.app.server import create_app
 from skinnet.cli import main

@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import pytest
+from app_thread import serve_in_thread
 from gated_predictor import GatedPredictor
 from PIL import Image
 
-from skinnet.app.background import serve_in_thread
 from skinnet.app.server import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_QUEUE_SIZE, create_app
 from skinnet.clinical.measurements import measure
 from skinnet.data.io import read_image

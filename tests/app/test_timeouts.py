@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from app_thread import serve_in_thread
 
 from skinnet.app import timeouts
-from skinnet.app.background import serve_in_thread
 from skinnet.app.server import create_app
 
 IMAGE = sorted((Path(__file__).resolve().parents[2] / "skinnet" / "sample_data" / "images").glob("*.jpg"))[0]

@@ -23,5 +23,5 @@ def stand_in_run(sample_data: Path, tmp_path: Path) -> tuple[Path, list[str]]:
     runs.load_or_create_split(run, ids, 2, seed=0)  # two folds of three images
     for fold in range(2):
         runs.fold_paths(run, fold).folder.mkdir(parents=True)
-        shutil.copy(default_model_path(), runs.fold_paths(run, fold).best_weights)
+        shutil.copy(default_model_path(), runs.fold_paths(run, fold).kept_weights)
     return run, ids

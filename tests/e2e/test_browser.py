@@ -55,8 +55,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     image, so its mask covers part of it and the overlay can be checked pixel by pixel.
     """
     import torch
+    from app_thread import serve_in_thread
 
-    from skinnet.app.background import serve_in_thread
     from skinnet.app.server import create_app
     from skinnet.config import load_config
     from skinnet.data.io import read_image

@@ -23,7 +23,7 @@ def test_all_data_training_uses_every_pair_and_keeps_the_last_epoch(sample_data:
     rows = read_log(result.paths.folder / "log.csv")
     assert [row["epoch"] for row in rows] == [0, 1, 2]
     assert all(math.isnan(row["val_dc"]) for row in rows)
-    assert result.best_epoch == 2  # "best" is the last epoch
+    assert result.kept_epoch == 2  # "best" is the last epoch
     _, saved = load_model(result.paths.folder / "best.safetensors")
     assert saved == config
     assert [row["lr"] for row in rows] == pytest.approx([config.train.lr * f for f in (0.5, 0.25, 0.25)])

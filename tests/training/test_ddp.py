@@ -59,7 +59,7 @@ def test_torchrun_skinnet_train_writes_one_log_and_checkpoint(sample_data: Path,
     run = tmp_path / "run"
     result = torchrun("-m", "skinnet", *train_args(sample_data, run))
     assert result.returncode == 0, result.stderr[-4000:]
-    assert result.stdout.count("fold 0: best epoch") == 1  # rank 0 alone reports
+    assert result.stdout.count("fold 0: kept epoch") == 1  # rank 0 alone reports
     fold = run / "fold_0"
     rows = list(csv.DictReader((fold / "log.csv").open()))
     assert [int(row["epoch"]) for row in rows] == [0, 1]

@@ -26,11 +26,11 @@ def test_the_kept_epoch_follows_train_keep(keep: str, sample_data: Path, tmp_pat
     result = train_fold(config, sample_data, tmp_path / "run", fold=0)
     rows = read_log(result.paths.folder / "log.csv")
     best = max(range(len(rows)), key=lambda epoch: rows[epoch]["val_dc"])
-    assert result.best_epoch == (3 if keep == "last" else best)
+    assert result.kept_epoch == (3 if keep == "last" else best)
     kept, last = weights(result.paths.folder / "best.safetensors"), weights(result.paths.folder / "last.pt")
     # the validation predictions and scores are those of the kept epoch
     assert result.val_summary["n"] == 8
-    assert all(torch.equal(a, b) for a, b in zip(kept, last, strict=True)) == (result.best_epoch == 3)
+    assert all(torch.equal(a, b) for a, b in zip(kept, last, strict=True)) == (result.kept_epoch == 3)
 
 
 def test_an_unknown_choice_is_refused() -> None:

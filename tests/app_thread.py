@@ -1,4 +1,4 @@
-"""Run the app in a background thread on a free loopback port: for tests, scripts and notebooks."""
+"""Run the app in a background thread on a free loopback port: for the app tests and docs/make_screenshot.py."""
 
 from __future__ import annotations
 
