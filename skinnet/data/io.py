@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -248,7 +249,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         os.chmod(tmp, FILE_MODE)
         yield Path(tmp)
+        fsync_file(tmp)  # the content on disk before the name: a power loss never leaves a 0-byte file under it
         os.replace(tmp, path)
+        fsync_dir(path.parent)  # and the rename itself
     except OSError as err:
         if err.filename not in (None, tmp):
             raise
@@ -257,6 +260,31 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def fsync_file(path: str | Path) -> None:
+    """Flush a closed file's content to the disk (``os.fsync``)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Flush a folder's entries (a created, renamed or deleted name) to the disk; a file system that cannot
+    sync a folder (some network and FUSE mounts) is let be."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EISDIR):
+            raise
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
