@@ -11,7 +11,8 @@ cluster workers never write the same file. Committing an image:
 An image is done when the journal of the folder's current key records it and all its files exist, so a
 kill at any moment leaves it either done or recomputed on the next run, never reused stale. A run with
 another key first discards every other key's journal: outputs it does not recompute are then unrecorded,
-and a later run of the old key recomputes them too.
+and a later run of the old key recomputes them too. The record and each file are synced to the disk
+(``fsync``), so after a power loss a recorded image's files are complete or missing, never empty.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import IO, Any
 
 from skinnet.batch.manifest import MANIFEST, read_manifest, run_key, write_manifest
 from skinnet.batch.writers import ImageResult, OutputWriter
-from skinnet.data.io import json_safe
+from skinnet.data.io import fsync_dir, json_safe
 
 JOURNALS = Path(".skinnet") / "journal"
 # One open journal per process and folder, shared by every store unpickled in that process (cluster tasks).
@@ -172,8 +173,11 @@ class OutputStore:
                 folder.mkdir(parents=True, exist_ok=True)
                 name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
                 handle = _OPEN[folder, os.getpid()] = open(folder / name, "a", encoding="utf-8")  # noqa: SIM115
+                for created in (folder, folder.parent, folder.parent.parent, self.out_dir):
+                    fsync_dir(created)
             handle.write(line)
             handle.flush()
+            os.fsync(handle.fileno())  # the record claims the image's files: it must outlive a power loss
 
     def close(self) -> None:
         """Close this process's journal of this folder (a later commit opens a new one)."""

@@ -8,7 +8,6 @@ Writers travel to cluster workers, so they must pickle: plain objects holding se
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from skinnet.clinical.dicom_seg import write_dicom_seg
 from skinnet.clinical.findings import ROW_FIELDS, TABLE_FIELDS, ModelInfo, find
 from skinnet.clinical.measurements import PixelSpacing, spacing_pair
 from skinnet.clinical.overlay import overlay
-from skinnet.data.io import write_csv, write_mask, write_png
+from skinnet.data.io import read_csv, write_csv, write_mask, write_png
 from skinnet.data.layout import mask_file_name
 from skinnet.inference.predictor import Predictor
 
@@ -209,8 +208,7 @@ def write_measurements(table: str | Path, out: str | Path) -> int:
     Images that failed are left out (the run lists them); images an earlier run of the same model finished
     are in, from its journal. Returns the number of rows.
     """
-    with open(table, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("status") == "ok"]
+    rows = [row for row in read_csv(table)[1] if row.get("status") == "ok"]
     out_rows = [{"id": row["id"], "file": row.get("image", ""), **{key: row.get(key, "") for key in ROW_FIELDS}}
                 for row in rows]
     write_csv(out, out_rows, TABLE_FIELDS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,22 @@ def test_files_with_the_same_id_are_reported_not_overwritten(images: Path, tiny_
     report = predict_files(segmenter, [images, twin], tmp_path / "out", resume=True)
     assert len(report.written) == 6
     assert report.failed == [f"{twin / first.name}: duplicate ID {first.stem!r} (also {first}); skipped"]
+
+
+def test_every_journal_record_is_synced_before_the_files_it_claims(images: Path, tiny_model: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        events.append("journal" if path.suffix == ".jsonl" else "folder" if path.is_dir() else path.name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    predict_files(Segmenter.from_file(tiny_model, device="cpu"), [images], tmp_path, resume=True)
+    records = [index for index, event in enumerate(events) if event == "journal"]
+    assert len(records) == 6
+    for index in records:  # each record synced before its image's first file is
+        assert events[index + 1].startswith(".ISIC_") and events[index + 1].endswith(".tmp"), events
+    assert events[records[0] - 4: records[0]] == ["folder"] * 4  # the journal's new name and its folders

@@ -111,3 +111,25 @@ def test_kill_9_while_writing_leaves_the_old_or_the_new_file_never_a_mix(tmp_pat
         writer.wait()
         data = target.read_bytes()
         assert len(data) == size and data in (b"A" * size, b"B" * size)
+
+
+def test_the_content_then_the_rename_are_synced_to_the_disk(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A power loss must not leave a 0-byte file under the name: fsync the file, rename, fsync the folder."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        events.append(("fsync", "folder" if os.path.isdir(path) else Path(path).name.split(".")[1]))
+        real_fsync(fd)
+
+    def replace(source: str, target: str) -> None:
+        events.append(("rename", Path(target).name))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_text(tmp_path / "report.txt", "complete")
+    assert events == [("fsync", "report"), ("rename", "report.txt"), ("fsync", "folder")]
+    assert (tmp_path / "report.txt").read_text() == "complete"
