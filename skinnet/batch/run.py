@@ -81,7 +81,8 @@ def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: s
         batch_size: images per forward pass.
         workers: threads each taking a batch from file to outputs (1: one batch after another).
         engine: run on a cluster instead of in this process (e.g. a
-            :class:`~skinnet.batch.dask.DaskEngine`); ``segmenter`` then only names the model.
+            :class:`~skinnet.batch.dask.DaskEngine`; ``segmenter`` then only names the model), or in worker
+            processes (:class:`~skinnet.batch.processes.ProcessExecutor`).
         reader: reads one input file (see :func:`skinnet.batch.local.predict_batch`).
         progress: show a progress bar; ``None`` shows it on a terminal only.
     """
@@ -91,7 +92,10 @@ def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: s
     if shard is not None:
         images = [(image_id, path) for image_id, path in images if shard.owns(image_id)]
         duplicates = [(image_id, line) for image_id, line in duplicates if shard.owns(image_id)]
-    store = OutputStore(out_dir, writers, run_identity(segmenter, writers))
+    identity = run_identity(segmenter, writers)
+    if identity is not None and hasattr(reader, "identity"):  # a reader that changes the outputs (JPEG drafts)
+        identity["input"] = reader.identity()
+    store = OutputStore(out_dir, writers, identity)
     table = shard_table(out_dir / TABLE, shard) if store.key else None
     todo, skipped = store.plan(images, resume, extra_files=[table.name] if table else [])
     bar = ProgressBar(len(todo), progress)
