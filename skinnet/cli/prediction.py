@@ -42,8 +42,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from skinnet.batch.dask import DaskEngine
 
         engine = DaskEngine(spec, args.dask)
+    elif args.executor == "processes" and args.workers > 1:
+        from skinnet.batch.processes import MIN_IMAGES, ProcessExecutor
+
+        engine = ProcessExecutor(segmenter, spec, args.workers, min_images=MIN_IMAGES)
     writers, reader = predict_outputs(segmenter, args.overlay, args.probability, bool(args.measurements),
                                       args.uncertainty, args.dicom_seg, args.pixel_spacing, spec)
+    if args.jpeg_draft:
+        from skinnet.data.io import DraftReader
+
+        if args.overlay or writers is not None:
+            raise ConfigError("--jpeg-draft decodes JPEGs only as large as the network needs: not with "
+                              "--overlay, --measurements, --uncertainty or --dicom-seg, which need the full image")
+        members = getattr(segmenter, "members", [segmenter])
+        reader = DraftReader(max(member.config.data.image_size for member in members))
     started = time.perf_counter()
     report = predict_files(segmenter, args.inputs, args.out, with_overlay=args.overlay,
                            with_probability=args.probability, strict=args.strict, resume=not args.overwrite,
@@ -125,8 +137,16 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     predict.add_argument("--batch-size", type=positive_int,
                          help="images per forward pass (default: 8 on a GPU, 1 on the CPU)")
     predict.add_argument("--workers", type=positive_int, default=2,
-                         help="threads that each take a batch from file to outputs, so that decoding and writing "
+                         help="workers that each take a batch from file to outputs, so that decoding and writing "
                               "overlap with the network (default 2; 1: one image after another)")
+    predict.add_argument("--executor", choices=["processes", "threads"], default="processes",
+                         help="processes: the workers are processes, each with its own model, or on a GPU sharing "
+                              "this process's (runs of fewer than 200 images, --strict, --measurements and "
+                              "--uncertainty use threads); threads: worker threads in this process")
+    predict.add_argument("--jpeg-draft", action="store_true",
+                         help="decode JPEGs only as large as the network input needs (Pillow draft: 2-4x less "
+                              "decoding for large photographs; masks agree with full decoding at mean DC 0.998; "
+                              "not with --overlay or clinical outputs)")
     predict.add_argument("--overwrite", action="store_true",
                          help="recompute every image (by default, images whose outputs a run of the same model "
                               "files and options finished are skipped)")
