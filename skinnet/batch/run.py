@@ -81,7 +81,8 @@ def predict_files(predictor: Predictor, inputs: Iterable[str | Path], out_dir: s
             after another).
         executor: what runs the batches (an :class:`~skinnet.batch.local.Executor`); ``None``: a
             :class:`~skinnet.batch.local.LocalExecutor` of ``workers`` threads. On a cluster (a
-            :class:`~skinnet.batch.dask.DaskExecutor`) ``predictor`` only names the model.
+            :class:`~skinnet.batch.dask.DaskExecutor`) ``predictor`` only names the model; in worker
+            processes, a :class:`~skinnet.batch.processes.ProcessExecutor`.
         reader: reads one input file (see :func:`skinnet.batch.local.predict_batch`).
         progress: show a progress bar; ``None`` shows it on a terminal only.
     """
@@ -91,7 +92,10 @@ def predict_files(predictor: Predictor, inputs: Iterable[str | Path], out_dir: s
     if shard is not None:
         images = [(image_id, path) for image_id, path in images if shard.owns(image_id)]
         duplicates = [(image_id, line) for image_id, line in duplicates if shard.owns(image_id)]
-    store = OutputStore(out_dir, writers, run_identity(predictor, writers))
+    identity = run_identity(predictor, writers)
+    if identity is not None and hasattr(reader, "identity"):  # a reader that changes the outputs (JPEG drafts)
+        identity["input"] = reader.identity()
+    store = OutputStore(out_dir, writers, identity)
     table = shard_table(out_dir / TABLE, shard) if store.key else None
     todo, skipped = store.plan(images, resume, extra_files=[table.name] if table else [])
     bar = ProgressBar(len(todo), progress)

@@ -57,7 +57,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from skinnet.batch.dask import DaskExecutor
 
         executor = DaskExecutor(spec, args.dask)
+    elif args.executor == "processes" and args.workers > 1:
+        from skinnet.batch.processes import MIN_IMAGES, ProcessExecutor
+
+        executor = ProcessExecutor(segmenter, spec, args.workers, min_images=MIN_IMAGES)
     writers, reader = predict_writers(args, segmenter)
+    if args.jpeg_draft:
+        from skinnet.data.io import DraftReader
+
+        if args.overlay or args.measurements or args.uncertainty or args.dicom_seg:
+            raise ConfigError("--jpeg-draft decodes JPEGs only as large as the network needs: not with "
+                              "--overlay, --measurements, --uncertainty or --dicom-seg, which need the full image")
+        members = getattr(segmenter, "members", [segmenter])
+        reader = DraftReader(max(member.config.data.image_size for member in members))
     if not args.overwrite:
         explain_recompute(Path(args.out), segmenter, list(writers))
     with contextlib.ExitStack() as stack:
@@ -259,8 +271,16 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     predict.add_argument("--batch-size", type=positive_int,
                          help="images per forward pass (default: 8 on a GPU, 1 on the CPU)")
     predict.add_argument("--workers", type=positive_int, default=2,
-                         help="threads that each take a batch from file to outputs, so that decoding and writing "
+                         help="workers that each take a batch from file to outputs, so that decoding and writing "
                               "overlap with the network (default 2; 1: one image after another)")
+    predict.add_argument("--executor", choices=["processes", "threads"], default="processes",
+                         help="processes: the workers are processes, each with its own model, or on a GPU sharing "
+                              "this process's (runs of fewer than 200 images, --strict, --measurements and "
+                              "--uncertainty use threads); threads: worker threads in this process")
+    predict.add_argument("--jpeg-draft", action="store_true",
+                         help="decode JPEGs only as large as the network input needs (Pillow draft: 2-4x less "
+                              "decoding for large photographs; masks agree with full decoding at mean DC 0.998; "
+                              "not with --overlay or clinical outputs)")
     predict.add_argument("--overwrite", action="store_true",
                          help="recompute every image (by default, images whose outputs a run of the same model "
                               "files and options finished are skipped)")

@@ -33,7 +33,9 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
 STRIP_ROWS = 512
 
 
-def _open(path: str | Path) -> Image.Image:
+def _open(path: str | Path, draft: tuple[int, int] | None = None) -> Image.Image:
+    """The decoded image; ``draft``: a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps
+    it at least that ``(width, height)``, its full size kept in ``info["full_size"]``."""
     path = Path(path)
     try:
         if path.stat().st_size == 0:
@@ -47,6 +49,9 @@ def _open(path: str | Path) -> Image.Image:
         except InputError:
             image.close()
             raise
+        if draft is not None and image.format == "JPEG":
+            image.info["full_size"] = image.size
+            image.draft("RGB", draft)
         image.load()
         return image
     except InputError:
@@ -111,13 +116,64 @@ def read_dicom_only(path: str | Path) -> SourceImage:
     return read_dicom(path)
 
 
+class DraftImage(np.ndarray):
+    """RGB pixels of a JPEG decoded at reduced size, with ``full_shape``: ``(height, width)`` of the image at
+    full size (in its displayed orientation), the size its mask gets."""
+
+    full_shape: tuple[int, int] | None = None
+
+
+def read_image_draft(path: str | Path, side: int) -> np.ndarray:
+    """:func:`read_image`, but a JPEG is decoded only as large as a network input of ``side`` pixels needs:
+    at the smallest DCT scale (Pillow ``Image.draft``: 1/2, 1/4 or 1/8) keeping both sides at least
+    ``side``, several times less decoding work for large photographs. The result is a :class:`DraftImage`
+    that knows the full size; other formats and small JPEGs are read in full.
+
+    Raises:
+        InputError: as :func:`read_image`.
+    """
+    if is_dicom(path):
+        return read_dicom(path).pixels
+    image = _open(path, draft=(side, side))
+    full_size = image.info.get("full_size")
+    rgb, swapped = _rgb(image, path)
+    if full_size is None or full_size == image.size[::-1 if swapped else 1]:
+        return rgb
+    drafted = rgb.view(DraftImage)
+    width, height = full_size
+    drafted.full_shape = (width, height) if swapped else (height, width)
+    return drafted
+
+
+class DraftReader:
+    """A batch run's reader (:func:`skinnet.batch.run.predict_files`) that decodes JPEGs as drafts
+    (:func:`read_image_draft`) for a network input of ``side`` pixels; its :meth:`identity` goes into the run's
+    manifest, since the masks differ a little from those of fully decoded images."""
+
+    def __init__(self, side: int) -> None:
+        self.side = side
+
+    def __call__(self, path: str | Path) -> np.ndarray:
+        return read_image_draft(path, self.side)
+
+    def identity(self) -> dict[str, Any]:
+        return {"decode": "jpeg_draft", "side": self.side}
+
+
 def _read_picture(path: str | Path) -> np.ndarray:
     """A Pillow-decoded image as RGB ``uint8`` in its displayed orientation (see :func:`read_image`)."""
-    image = _open(path)
+    return _rgb(_open(path), path)[0]
+
+
+def _rgb(image: Image.Image, path: str | Path) -> tuple[np.ndarray, bool]:
+    """An opened image as RGB uint8 in its displayed orientation, and whether EXIF turned it by 90 degrees."""
+    swapped = False
     try:
+        turns = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # the orientations that turn by 90 degrees
         ImageOps.exif_transpose(image, in_place=True)
+        swapped = turns
     except Exception as err:  # a malformed EXIF block must not hide an otherwise good image
-        warnings.warn(f"{path}: EXIF orientation ignored ({err})", stacklevel=2)
+        warnings.warn(f"{path}: EXIF orientation ignored ({err})", stacklevel=3)
     width, height = image.size
     scale = None
     if image.mode in SIXTEEN_BIT_MODES:  # one scale for the whole image, not per strip
@@ -129,7 +185,7 @@ def _read_picture(path: str | Path) -> np.ndarray:
             rgb[top:top + STRIP_ROWS] = _rgb_strip(strip, scale)
     except (OSError, ValueError) as err:
         raise InputError(path, f"cannot convert {image.mode} image to RGB ({err})") from err
-    return rgb
+    return rgb, swapped
 
 
 def _rgb_strip(strip: Image.Image, scale: float | None) -> np.ndarray:

@@ -114,10 +114,47 @@ class TorchBackend:
 
     @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        tensor = torch.from_numpy(batch).to(self.device)
+        return self.probabilities(torch.from_numpy(batch).to(self.device)).cpu().numpy()
+
+    @torch.inference_mode()
+    def probabilities(self, tensor: torch.Tensor, tta: bool = False) -> torch.Tensor:
+        """Lesion probabilities ``(N, S, S)`` on the device of a prepared batch there; with ``tta`` the mean
+        of its four flip views, flipped and averaged on the device in the order and arithmetic of
+        :meth:`Segmenter._flip_views` (so the same numbers as that NumPy path: tested)."""
+        if tta:
+            tensor = torch.cat([torch.flip(tensor, axes) if axes else tensor for axes in FLIPS])
         with torch.autocast(self.device.type, enabled=self.half):
             logits = self.model(tensor)
-        return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+        probs = torch.softmax(logits.float(), dim=1)[:, 1]
+        if not tta:
+            return probs
+        views = [torch.flip(view, axes) if axes else view
+                 for view, axes in zip(probs.chunk(len(FLIPS)), FLIPS, strict=True)]
+        total = views[0].clone()
+        for view in views[1:]:  # one view after another, as NumPy's mean over the first axis adds them
+            total += view
+        return total / len(FLIPS)
+
+    @torch.inference_mode()
+    def masks(self, batch: np.ndarray, shapes: Sequence[tuple[int, int]], threshold: float, tta: bool,
+              empty_fallback: bool = False) -> list[np.ndarray]:
+        """Thresholded lesion masks ``uint8 (H, W)`` (0/1) of a prepared batch, each at its own ``shapes`` size,
+        resized (bilinear, as ``cv2.INTER_LINEAR``) and thresholded on the device: only the masks come back.
+
+        Where a mask is empty and ``empty_fallback`` is on, the full-size probability ``float32`` comes back
+        instead, for :meth:`Predictor.to_mask`'s fallback.
+        """
+        probs = self.probabilities(torch.from_numpy(batch).to(self.device), tta)
+        out: list[np.ndarray] = []
+        for prob, (height, width) in zip(probs, shapes, strict=False):  # padding has no shape: ignored
+            full = torch.nn.functional.interpolate(prob[None, None], size=(height, width), mode="bilinear",
+                                                   align_corners=False)[0, 0]
+            mask = full > threshold
+            if empty_fallback and not bool(mask.any()):
+                out.append(full.cpu().numpy())
+            else:
+                out.append(mask.to(torch.uint8).cpu().numpy())
+        return out
 
 
 class Segmenter(Predictor):
@@ -205,7 +242,19 @@ class Segmenter(Predictor):
 
     def _probabilities(self, resized: np.ndarray) -> np.ndarray:
         """Lesion probabilities ``(N, S, S)`` of resized uint8 images ``(N, S, S, 3)``, flip-averaged with TTA."""
-        batch = prepare_input(resized, self.config.data)
+        return self.network(prepare_input(resized, self.config.data))
+
+    def network_inputs(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """The prepared batch ``float32 (N, 3, S, S)`` of RGB uint8 images: resized, colour constancy,
+        normalisation. Needs only the config, so a worker process can run it (:mod:`skinnet.batch.processes`)."""
+        size = self.config.data.image_size
+        return prepare_input(np.stack([resize_image(image, size) for image in images]), self.config.data)
+
+    def network(self, batch: np.ndarray) -> np.ndarray:
+        """Lesion probabilities ``(N, S, S)`` of a prepared batch, flip-averaged with TTA: the network's part."""
+        if isinstance(self.backend, TorchBackend):  # flips and their mean on the device: the same numbers
+            tensor = torch.from_numpy(batch).to(self.backend.device)
+            return self.backend.probabilities(tensor, self.tta).cpu().numpy()
         if not self.tta:
             return self.backend(batch)
         return self._flip_views(batch).mean(axis=0)
@@ -251,12 +300,23 @@ class Segmenter(Predictor):
 
     def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Lesion probability ``float32 (H, W)`` for each RGB uint8 image, at each image's own size."""
-        size = self.config.data.image_size
         out: list[np.ndarray] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            probs = self._probabilities(np.stack([resize_image(image, size) for image in chunk]))
-            for image, prob in zip(chunk, probs, strict=True):
-                height, width = image.shape[:2]
-                out.append(cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR))
+            out.extend(full_size(self.network(self.network_inputs(chunk)), chunk))
         return out
+
+
+def output_shape(image: np.ndarray) -> tuple[int, int]:
+    """``(height, width)`` of the mask an image gets: its own, or the full size of a draft-decoded JPEG
+    (:func:`skinnet.data.io.read_image_draft`)."""
+    return getattr(image, "full_shape", None) or image.shape[:2]
+
+
+def full_size(probabilities: np.ndarray, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each network-size probability map resized (bilinear) to its image's :func:`output_shape`."""
+    out = []
+    for image, prob in zip(images, probabilities, strict=True):
+        height, width = output_shape(image)
+        out.append(cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR))
+    return out
