@@ -10,11 +10,15 @@
 #   SPLIT=FILE              split file (default: the seeded split, the same as runs/cpu/splits.json)
 #   OUT=DIR                 also pack the results there: results.md, results.json, job.log and
 #                           paper_fold0_results.tar.gz (logs, per-image CSVs, curves; never the weights)
+#   EARLIER=DIR             results of an earlier run on the same split (docs/paper_fold0): its networks join
+#                           the Wilcoxon tests. The no-dilation row alone, as the earlier run's 29 epochs:
+#                           EARLIER=docs/paper_fold0 BUDGET=360 scripts/gpu_paper_fold0.sh --networks nodilation \
+#                             train.epochs=29
 #   WHEELS=.whl             wheels to install first where packages are missing (e.g. albumentations)
 #   PYTHON=python3
 # Paths are relative to the repository root. Exits 1 if a network made no validation predictions.
 set -uo pipefail
-if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then sed -n '2,15p' "$0"; exit 0; fi
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then sed -n '2,19p' "$0"; exit 0; fi
 cd "$(dirname "$0")/.." || exit 2
 PYTHON=${PYTHON:-python3}
 DATA=${DATA:-gpu_job/data}
@@ -32,7 +36,8 @@ log=$RUN/job.log
     ${SPLIT:+--split "$SPLIT"} "$@"
   trained=$?
   if [ -f "$RUN/job.json" ]; then  # the results also of a job with a failed network
-    "$PYTHON" scripts/paper_fold0_results.py --run "$RUN" --out-dir "$RESULTS" || exit 3
+    "$PYTHON" scripts/paper_fold0_results.py --run "$RUN" --out-dir "$RESULTS" ${EARLIER:+--earlier "$EARLIER"} \
+      || exit 3
   fi
   exit "$trained"
 } 2>&1 | tee "$log"

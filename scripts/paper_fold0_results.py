@@ -104,9 +104,10 @@ def markdown(result: dict[str, Any]) -> str:
                      f"{row['DC']:.3f} ± {row['DC_sd']:.3f} | {row['JI']:.3f} ± {row['JI_sd']:.3f} |")
     lines += ["", "| paired two-sided Wilcoxon signed-rank test, per image | n | median ΔDC | p (DC) | "
                   "median ΔJI | p (JI) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    earlier = result.get("earlier", {})
     for key, test in result["wilcoxon"].items():
-        first, second = key.split("-")
-        lines.append(f"| {rows[first]['label']} − {rows[second]['label']} | {test['DC']['n']} | "
+        first, second = (rows[name]["label"] if name in rows else earlier[name] for name in key.split("-"))
+        lines.append(f"| {first} − {second} | {test['DC']['n']} | "
                      f"{test['DC']['median_difference']:+.4f} | {_p(test['DC'])} | "
                      f"{test['JI']['median_difference']:+.4f} | {_p(test['JI'])} |")
     notes = ["DC, JI: mean ± sd over the n validation images, each predicted at its full size by the model of "
@@ -122,13 +123,25 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join([*lines, "", *(f"- {note}" for note in notes)]) + "\n"
 
 
-def collect(run: Path, out: Path) -> dict[str, Any]:
-    """Compute the results of ``run`` and write them, the curves and the copied logs to ``out``."""
+def collect(run: Path, out: Path, earlier: Path | None = None) -> dict[str, Any]:
+    """Compute the results of ``run`` and write them, the curves and the copied logs to ``out``.
+
+    ``earlier``: the results folder of an earlier run on the same split; the per-image scores of its networks
+    that this run did not train (``<network>/val_metrics.csv``) join the Wilcoxon tests (e.g. a no-dilation
+    network trained alone, tested against the SkinNet of the earlier run).
+    """
     job = json.loads((run / "job.json").read_text())
     names = job["plan"]["networks"]
     scores = {name: per_image(run, name) for name in names}
+    labels = {}
+    for first, second in COMPARISONS if earlier is not None else ():
+        for name in (first, second):
+            path = earlier / name / "val_metrics.csv"
+            if name not in scores and path.exists():
+                scores[name] = {str(row["id"]): row for row in read_metrics_csv(path)}
+                labels[name] = f"{name} (earlier run: {earlier})"
     result = {"job": job, "networks": {name: network_row(run, name, job) for name in names},
-              "wilcoxon": wilcoxon_tests(scores), "wall_seconds": job["wall_seconds"]}
+              "wilcoxon": wilcoxon_tests(scores), "wall_seconds": job["wall_seconds"], "earlier": labels}
     ids = sorted(set().union(*scores.values()))
     columns = [f"{metric}_{name}" for name in names for metric in ("DC", "JI")]
     write_csv(out / "per_image.csv", [{"id": key, **{f"{metric}_{name}": scores[name][key][metric]
@@ -153,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/paper_fold0", help="the run folder of scripts/paper_fold0.py")
     parser.add_argument("--out-dir", help="where to write (default RUN/results)")
+    parser.add_argument("--earlier", help="the results folder of an earlier run of the job on the same split "
+                                          "(e.g. docs/paper_fold0): its networks' per-image scores join the tests")
     args = parser.parse_args(argv)
     out = Path(args.out_dir or Path(args.run) / "results")
-    collect(Path(args.run), out)
+    collect(Path(args.run), out, Path(args.earlier) if args.earlier else None)
     print((out / "results.md").read_text())
     return 0
 

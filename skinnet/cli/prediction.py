@@ -44,7 +44,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if runtime.note:
         print(f"note: {runtime.note}", file=sys.stderr)
     backend = runtime.backend
-    batch_size = args.batch_size or (8 if backend == "torch" and resolve_device(args.device).type == "cuda" else 1)
+    on_gpu = backend == "torch" and resolve_device(args.device).type == "cuda"
+    batch_size = args.batch_size or (8 if on_gpu else 1)
     # with --run, the fold models of a cross-validation run, their probabilities averaged
     spec = ModelSpec(model=args.model, run=args.run, device=args.device, backend=backend, tta=tta,
                      postprocess=postprocess, threads=args.threads, batch_size=batch_size,
@@ -57,7 +58,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from skinnet.batch.dask import DaskExecutor
 
         executor = DaskExecutor(spec, args.dask)
-    elif args.executor == "processes" and args.workers > 1:
+    elif args.workers > 1 and (args.executor == "processes" or (args.executor == "auto" and on_gpu)):
         from skinnet.batch.processes import MIN_IMAGES, ProcessExecutor
 
         executor = ProcessExecutor(segmenter, spec, args.workers, min_images=MIN_IMAGES)
@@ -273,10 +274,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     predict.add_argument("--workers", type=positive_int, default=2,
                          help="workers that each take a batch from file to outputs, so that decoding and writing "
                               "overlap with the network (default 2; 1: one image after another)")
-    predict.add_argument("--executor", choices=["processes", "threads"], default="processes",
+    predict.add_argument("--executor", choices=["auto", "processes", "threads"], default="auto",
                          help="processes: the workers are processes, each with its own model, or on a GPU sharing "
                               "this process's (runs of fewer than 200 images, --strict, --measurements and "
-                              "--uncertainty use threads); threads: worker threads in this process")
+                              "--uncertainty use threads); threads: worker threads in this process; auto: "
+                              "processes when the model runs on a GPU, else threads")
     predict.add_argument("--jpeg-draft", action="store_true",
                          help="decode JPEGs only as large as the network input needs (Pillow draft: 2-4x less "
                               "decoding for large photographs; masks agree with full decoding at mean DC 0.998; "

@@ -1,5 +1,5 @@
-"""``skinnet predict`` with worker processes (its default for archives, issue 25), for real: killed with
-SIGKILL and resumed, and sharded, against one uninterrupted run in worker threads: the same bytes."""
+"""``skinnet predict --executor processes`` (issue 25), for real: killed with SIGKILL and resumed, and
+sharded, against one uninterrupted run in worker threads: the same bytes."""
 
 from __future__ import annotations
 
@@ -46,14 +46,14 @@ def archive(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -> Path
 @pytest.fixture(scope="module")
 def options(tiny_model: Path) -> list[str]:
     return ["--model", str(tiny_model), "--device", "cpu", "--probability", "--threads", "1", "--workers", "2",
-            "--batch-size", "2", "--progress", "off"]
+            "--batch-size", "2", "--progress", "off", "--executor", "processes"]
 
 
 @pytest.fixture(scope="module")
 def reference(archive: Path, options: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The outputs of one uninterrupted run in worker threads."""
     out = tmp_path_factory.mktemp("reference")
-    done = subprocess.run(command("predict", archive, "--out", out, *options, "--executor", "threads"),
+    done = subprocess.run(command("predict", archive, "--out", out, *options[:-1], "threads"),
                           capture_output=True, text=True, env=ENV, timeout=600)
     assert done.returncode == 1 and "2 file(s) failed" in done.stderr, done.stderr[-2000:]
     return out
@@ -84,12 +84,12 @@ def living_in_group(group: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_run_killed_twice_resumes_to_the_bytes_of_one_run_in_threads(
+def test_a_run_killed_with_sigkill_resumes_to_the_bytes_of_one_run_in_threads(
         archive: Path, options: list[str], reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     rng = random.Random(25)
     kills, stamps, mains = 0, {}, set()
-    for target in sorted(rng.sample(range(8, 48), 2)):  # at least MIN_IMAGES are left for each next run
+    for target in [rng.randrange(8, 48)]:  # at least MIN_IMAGES are left for the resumed run
         process = subprocess.Popen(command("predict", archive, "--out", out, *options), env=ENV,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         mains.add(str(process.pid))
@@ -107,13 +107,13 @@ def test_a_run_killed_twice_resumes_to_the_bytes_of_one_run_in_threads(
         assert not living_in_group(process.pid), "worker processes outlived the killed run"
         for mask in out.glob("*_segmentation.png"):  # written last: its image is finished
             stamps.setdefault(mask.name, (mask.stat().st_ino, mask.stat().st_mtime_ns))
-    assert kills == 2, "the runs ended before they could be killed: nothing was tested"
+    assert kills == 1, "the run ended before it could be killed: nothing was tested"
     final = subprocess.Popen(command("predict", archive, "--out", out, *options), env=ENV, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, stderr = final.communicate(timeout=600)
     mains.add(str(final.pid))
     pids = {path.name.split("-")[-2] for path in out.glob(f"{JOURNALS}/*/*.jsonl")}
-    assert len(pids) >= 3 and not pids & mains  # worker processes wrote every output, not the main's threads
+    assert len(pids) >= 2 and not pids & mains  # worker processes wrote every output, not the main's threads
     assert final.returncode == 1 and "2 file(s) failed" in stderr, stderr[-2000:]
     assert "p_empty.jpg: empty file (0 bytes)" in stderr and "p_cut.jpg: corrupt or truncated" in stderr
     assert f"{len(stamps)} images already done" in stderr

@@ -171,3 +171,33 @@ def test_usage_is_printed_with_help() -> None:
     done = subprocess.run(["bash", str(REPO / "scripts" / "gpu_paper_fold0.sh"), "--help"], capture_output=True,
                           text=True)
     assert done.returncode == 0 and "BUDGET=540" in done.stdout and "set -uo" not in done.stdout
+
+
+def test_one_network_alone_is_never_dropped_and_is_tested_against_an_earlier_run(tmp_path: Path) -> None:
+    """The no-dilation row alone (issue 25, item 6): the plan keeps it, and the results pair its per-image
+    scores with the SkinNet of the earlier run's results (docs/paper_fold0), here stood in by that run's U-Net."""
+    job = load_script("paper_fold0")
+    plan = job.choose_plan({"nodilation": 8.0}, budget=100, nominal=29, min_epochs=25)  # 12 epochs fit
+    assert (plan.networks, plan.epochs, plan.dropped) == (["nodilation"], 12, [])
+    earlier = REPO / "docs" / "paper_fold0"
+    run = tmp_path / "run"
+    (run / "nodilation" / "fold_0").mkdir(parents=True)
+    config = json.loads((earlier / "skinnet" / "config.json").read_text())
+    config["model"]["dilations"] = [1]
+    (run / "nodilation" / "config.json").write_text(json.dumps(config))
+    for name in ("log.csv", "val_metrics.csv"):
+        shutil.copy(earlier / "unet" / name, run / "nodilation" / "fold_0" / name)
+    record = json.loads((earlier / "job.json").read_text())
+    record.update(plan={"networks": ["nodilation"], "epochs": 29, "estimated_seconds": 150.0, "dropped": []},
+                  overrides={"nodilation": [*record["overrides"]["skinnet"], "model.dilations=[1]"]},
+                  status={"nodilation": {**record["status"]["unet"], "predicted_by_job": None}},
+                  labels={"nodilation": "SkinNet without dilation"})
+    (run / "job.json").write_text(json.dumps(record))
+    results = load_script("paper_fold0_results")
+    result = results.collect(run, tmp_path / "out", earlier)
+    test = result["wilcoxon"]["skinnet-nodilation"]["DC"]
+    skinnet = pd.read_csv(earlier / "skinnet" / "val_metrics.csv").set_index("id")["DC"]
+    unet = pd.read_csv(earlier / "unet" / "val_metrics.csv").set_index("id")["DC"]
+    assert test["n"] == 400
+    assert test["p_value"] == pytest.approx(stats.wilcoxon(skinnet - unet[skinnet.index]).pvalue)
+    assert "| skinnet (earlier run: " in (tmp_path / "out" / "results.md").read_text()
