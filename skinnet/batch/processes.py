@@ -362,9 +362,11 @@ class ProcessExecutor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run(self, items: Sequence[WorkItem], store: OutputStore, batch_size: int, strict: bool = False,
-            reader: Reader | None = None, on_done: Callable[[list[Outcome]], None] | None = None) -> list[Outcome]:
+    def run(self, predictor: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
+            strict: bool = False, reader: Reader | None = None,
+            on_done: Callable[[list[Outcome]], None] | None = None) -> list[Outcome]:
         """Predict ``items``; outcomes in batch order, as :func:`~skinnet.batch.local.run_local` gives them.
+        The executor's own predictor runs (its workers loaded it): ``predictor`` is the run's, the same model.
 
         Raises:
             InputError: with ``strict``, the first bad file (runs one batch after another, as threads do).
