@@ -106,7 +106,7 @@ def test_option_errors(model_file: Path) -> None:
     segmenter = Segmenter.from_file(model_file, device="cpu")
     with pytest.raises(ConfigError, match="--measurements"):
         predict_outputs(segmenter, pixel_spacing=0.02)
-    with pytest.raises(ConfigError, match="positive"):
+    with pytest.raises(ConfigError, match=r"from 0\.0001 to 100 mm"):
         predict_outputs(segmenter, measurements=True, pixel_spacing=-1)
     assert predict_outputs(segmenter)[0] is None  # no clinical output: the standard run, unchanged
 
