@@ -16,7 +16,7 @@ from skinnet.data.cache import resize_image
 from skinnet.data.normalize import prepare_input
 from skinnet.devices import resolve_device
 from skinnet.inference.model_guard import load_checked
-from skinnet.inference.predictor import Predictor, view_size
+from skinnet.inference.predictor import Predictor, as_rgb_images, check_batch_size, check_flag, view_size
 from skinnet.networks.files import ModelFileError
 from skinnet.weights import default_model_path
 
@@ -75,10 +75,11 @@ class Segmenter(Predictor):
     def __init__(self, model: nn.Module | Engine, config: Config, device: torch.device | None = None,
                  batch_size: int = 4, tta: bool | None = None, postprocess: Sequence[str] | None = None) -> None:
         super().__init__(config, postprocess)  # model_files: set by from_file
+        self.batch_size = check_batch_size(batch_size)
+        tta = check_flag(tta, "tta")
         self.engine: Engine = TorchEngine(model, device) if isinstance(model, nn.Module) else model
         self.model = model
         self.device = getattr(self.engine, "device", torch.device("cpu"))
-        self.batch_size = batch_size
         self.tta = config.inference.tta if tta is None else tta
 
     @classmethod
@@ -109,6 +110,8 @@ class Segmenter(Predictor):
             if path is None:
                 raise ModelFileError("no model given and no shipped model found in skinnet/weights/")
         path = source = Path(path)
+        check_batch_size(batch_size)  # before loading anything
+        check_flag(tta, "tta")
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if precision not in (None, "float32", "int8"):
@@ -160,6 +163,7 @@ class Segmenter(Predictor):
             One ``float32 (4, h, w)`` per image: the image, then flipped left-right, up-down and both, each
             flipped back; their disagreement is a confidence measure (:mod:`skinnet.clinical.confidence`).
         """
+        images = as_rgb_images(images)
         size = self.config.data.image_size
         out: list[np.ndarray] = []
         for start in range(0, len(images), self.batch_size):
@@ -179,7 +183,12 @@ class Segmenter(Predictor):
                 "tta": bool(self.tta), "threshold": self.threshold, "postprocess": list(self.postprocess)}
 
     def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Lesion probability ``float32 (H, W)`` for each RGB uint8 image, at each image's own size."""
+        """Lesion probability ``float32 (H, W)`` for each RGB uint8 image, at each image's own size.
+
+        Raises:
+            TypeError, ValueError: an image that is not RGB uint8 (see :func:`as_rgb_image`).
+        """
+        images = as_rgb_images(images)
         size = self.config.data.image_size
         out: list[np.ndarray] = []
         for start in range(0, len(images), self.batch_size):
