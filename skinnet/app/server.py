@@ -48,6 +48,7 @@ from skinnet.data.checks import MAX_PIXELS
 from skinnet.data.formats import ACCEPTED
 from skinnet.data.io import declared_size
 from skinnet.data.layout import mask_file_name
+from skinnet.data.spacing import MAX_SPACING_MM, MIN_SPACING_MM
 from skinnet.inference.predictor import Predictor
 from skinnet.version import __version__
 
@@ -197,9 +198,9 @@ def create_app(predictor: Predictor, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_
         output: Annotated[Literal["json", "png"], Query(alias="format", description="json or png")] = "json",
         uncertainty: Annotated[bool, Query(description="Include the uncertainty map (uncertainty_png_base64)")]
         = False,
-        pixel_spacing_mm: Annotated[float | None, Form(gt=0, le=100, description="mm per pixel, for images "
-                                                       "whose file gives no spacing (a DICOM file's own wins); "
-                                                       "lengths are then also in mm")] = None,
+        pixel_spacing_mm: Annotated[float | None, Form(
+            ge=MIN_SPACING_MM, le=MAX_SPACING_MM, description="mm per pixel, for images whose file gives no "
+            "spacing (a DICOM file's own wins); lengths are then also in mm")] = None,
     ) -> SegmentResult | Response:
         if file.size is not None and file.size > max_upload_bytes:
             raise ApiError(413, "too_large", f"{file.filename}: {too_large}")

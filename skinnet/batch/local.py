@@ -56,7 +56,7 @@ class Executor(Protocol):
 
 def predict_batch(predictor: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
                   strict: bool = False, reader: Reader = read_image) -> list[Outcome]:
-    """Read, segment and commit one batch; a file that cannot be read is an outcome, not an exception.
+    """Read, segment and commit one batch; an image that cannot be read or written is an outcome, not an exception.
 
     Args:
         predictor: the model (a :class:`~skinnet.inference.predictor.Predictor`: a Segmenter, an Ensemble).
@@ -68,17 +68,19 @@ def predict_batch(predictor: Predictor, items: Sequence[WorkItem], store: Output
             :attr:`ImageResult.source`); raises :class:`InputError` for a bad file.
 
     Raises:
-        InputError: with ``strict``, the first file that cannot be read (nothing of the batch is written).
+        InputError: with ``strict``, the first file that cannot be read (nothing of the batch is written) or
+            whose outputs a writer refuses.
+        OSError: an output cannot be written (e.g. a full disk).
     """
     outcomes: list[Outcome] = []
     good: list[tuple[WorkItem, Any]] = []
     for item in items:
         try:
             good.append((item, reader(item.path)))
-        except InputError as err:
+        except Exception as err:  # whatever a reader raised, it is this file's outcome (see image_error)
             if strict:
-                raise
-            outcomes.append(Outcome(item.id, str(err)))
+                raise image_error(item.path, err) from err
+            outcomes.append(Outcome(item.id, str(image_error(item.path, err))))
     if not good:
         return outcomes
     images = [source if isinstance(source, np.ndarray) else source.pixels for _, source in good]
@@ -87,9 +89,29 @@ def predict_batch(predictor: Predictor, items: Sequence[WorkItem], store: Output
     for (item, source), image, probability in zip(good, images, probabilities, strict=False):
         result = ImageResult(item.id, item.path, image, probability, predictor.to_mask(probability),
                              source=None if source is image else source, predictor=predictor)
-        store.commit(result, item.stale)
+        try:
+            store.commit(result, item.stale)
+        except OSError:  # the output folder's fault (a full disk), not the image's: the run stops
+            raise
+        except Exception as err:  # a writer refused this image (e.g. a SEG highdicom cannot build)
+            if strict:
+                raise image_error(item.path, err) from err
+            outcomes.append(Outcome(item.id, str(image_error(item.path, err))))
+            continue
         outcomes.append(Outcome(item.id))
     return outcomes
+
+
+def image_error(path: Path, err: Exception) -> InputError:
+    """``err`` met reading or writing one image, as the one-line :class:`InputError` a batch reports.
+
+    Readers raise :class:`InputError` for every problem they know; anything else is a bug or a decoder's
+    surprise, and still must not abort the batch nor every resume of it.
+    """
+    if isinstance(err, InputError):
+        return err
+    text = " ".join(str(err).split())
+    return InputError(path, f"unexpected error, image skipped ({type(err).__name__}: {text[:200]})")
 
 
 def run_local(predictor: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int = 1,

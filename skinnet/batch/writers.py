@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 
 from skinnet.clinical.confidence import uncertainty_png
-from skinnet.clinical.dicom_seg import write_dicom_seg
+from skinnet.clinical.dicom_seg import build_dicom_seg, save_dicom_seg, source_problem
 from skinnet.clinical.findings import ROW_FIELDS, TABLE_FIELDS, ModelInfo, find
 from skinnet.clinical.measurements import PixelSpacing, spacing_pair
 from skinnet.clinical.overlay import overlay
-from skinnet.data.io import read_csv, write_csv, write_mask, write_png
+from skinnet.data.io import InputError, read_csv, write_csv, write_mask, write_png
 from skinnet.data.layout import mask_file_name
 from skinnet.inference.predictor import Predictor
 
@@ -124,11 +124,26 @@ def seg_name(image_id: str) -> str:
     return f"{image_id}_seg.dcm"
 
 
+def read_seg_source(path: Path) -> Any:
+    """The reader of runs that write SEGs: :func:`skinnet.data.io.read_dicom_only`, also refusing a DICOM
+    file that lacks what a SEG must reference (:func:`skinnet.clinical.dicom_seg.source_problem`), so that
+    the image fails in one line before anything of it is written or recorded."""
+    from skinnet.data.io import read_dicom_only
+
+    source = read_dicom_only(path)
+    problem = source_problem(source.dataset)
+    if problem:
+        raise InputError(path, problem)
+    return source
+
+
 class DicomSegWriter(OutputWriter):
     """``<id>_seg.dcm``: the mask as a DICOM Segmentation of the DICOM input it was predicted from.
 
-    Runs with this writer read their inputs with :func:`skinnet.data.io.read_dicom_only`, so an input
-    that is not DICOM fails with a one-line reason instead of lacking its SEG.
+    Runs with this writer read their inputs with :func:`read_seg_source`, so an input that is not DICOM, or
+    lacks the identifiers a SEG references, fails with a one-line reason instead of lacking its SEG. The SEG
+    is built in :meth:`fields`, before the image is recorded as done, so that whatever highdicom refuses
+    fails the image rather than leaving a record without its file.
 
     Args:
         model: the model's identity (its file and SHA-256 name the algorithm and its version).
@@ -137,18 +152,31 @@ class DicomSegWriter(OutputWriter):
     def __init__(self, model: Any) -> None:
         self.name = Path(model.file.split(";")[0]).name if model.file else "model"
         self.version = model.version or "unknown"
+        self._segs: dict[str, Any] = {}  # from fields() to write(), per image (commit runs both)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_segs": {}}
 
     def files(self, image_id: str) -> list[str]:
         return [seg_name(image_id)]
 
     def fields(self, result: ImageResult) -> dict[str, Any]:
+        dataset = getattr(result.source, "dataset", None)
+        if dataset is None:  # the reader lets only DICOM through; a caller's own reader may not
+            raise InputError(result.path, "not read as DICOM, so no DICOM Segmentation can reference it")
+        try:
+            self._segs[result.id] = build_dicom_seg(dataset, result.mask, self.name, self.version)
+        except Exception as err:  # highdicom checks the source in its own ways
+            text = " ".join(str(err).split())[:200]
+            raise InputError(result.path, f"cannot build its DICOM Segmentation ({type(err).__name__}: "
+                                          f"{text})") from err
         return {"dicom_seg": seg_name(result.id)}
 
     def write(self, result: ImageResult, out_dir: Path) -> None:
-        dataset = getattr(result.source, "dataset", None)
-        if dataset is None:  # the reader lets only DICOM through; a caller's own reader may not
-            raise ValueError(f"{result.path}: not read as DICOM, so no DICOM Segmentation can reference it")
-        write_dicom_seg(out_dir / seg_name(result.id), dataset, result.mask, self.name, self.version)
+        seg = self._segs.pop(result.id, None)
+        if seg is None:
+            seg = build_dicom_seg(result.source.dataset, result.mask, self.name, self.version)
+        save_dicom_seg(out_dir / seg_name(result.id), seg)
 
     def identity(self) -> dict[str, Any]:
         return {"writer": type(self).__name__}

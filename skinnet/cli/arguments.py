@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from skinnet.config import BACKEND_CHOICES, PRECISION_CHOICES, Config, ConfigError, load_config
+from skinnet.data.spacing import SPACING_RANGE, spacing_in_range
 
 
 def fold_or_all(text: str) -> str:
@@ -33,13 +34,15 @@ def positive_float(text: str) -> float:
 
 
 def pixel_spacing(text: str) -> float | tuple[float, float]:
-    """``"0.02"`` (square pixels) or ``"0.02,0.025"`` (row, column), in mm."""
+    """``"0.02"`` (square pixels) or ``"0.02,0.025"`` (row, column), in mm, within the bounds of
+    :mod:`skinnet.data.spacing`."""
     try:
         values = tuple(float(part) for part in text.split(","))
     except ValueError:
         values = ()
-    if len(values) not in (1, 2) or not all(0 < value < 100 for value in values):
-        raise argparse.ArgumentTypeError(f"expected mm per pixel, e.g. 0.02, or ROW,COLUMN, got {text!r}")
+    if len(values) not in (1, 2) or not all(spacing_in_range(value) for value in values):
+        raise argparse.ArgumentTypeError(f"expected mm per pixel from {SPACING_RANGE}, e.g. 0.02, or ROW,COLUMN, "
+                                         f"got {text!r}")
     return values[0] if len(values) == 1 else values
 
 

@@ -114,9 +114,9 @@ def predict_writers(args: argparse.Namespace, predictor: Predictor) -> tuple[lis
     Raises:
         ConfigError: ``--pixel-spacing`` without a measurement table to scale.
     """
-    from skinnet.batch.writers import DicomSegWriter, FindingsWriter, standard_writers
+    from skinnet.batch.writers import DicomSegWriter, FindingsWriter, read_seg_source, standard_writers
     from skinnet.clinical.findings import ModelInfo
-    from skinnet.data.io import read_dicom_only, read_image, read_source
+    from skinnet.data.io import read_image, read_source
 
     findings = bool(args.measurements) or args.uncertainty
     if args.pixel_spacing is not None and not findings:
@@ -127,7 +127,7 @@ def predict_writers(args: argparse.Namespace, predictor: Predictor) -> tuple[lis
     if args.dicom_seg:
         extras.append(DicomSegWriter(ModelInfo.of(predictor)))
     # a SEG references a DICOM image, so its run refuses other inputs; findings read a DICOM file's spacing
-    reader = read_dicom_only if args.dicom_seg else read_source if findings else read_image
+    reader = read_seg_source if args.dicom_seg else read_source if findings else read_image
     return [*extras, mask], reader
 
 

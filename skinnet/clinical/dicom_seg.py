@@ -13,7 +13,15 @@ Frame of Reference each segmentation pixel corresponds to the pixel of the refer
 and column (PS3.3 A.51.5.1). highdicom writes such a SEG for a single-frame source; the mask therefore has
 the source's rows and columns exactly, and no Pixel Measures (which Table A.51-2 allows only with a
 patient-relative Frame of Reference) or plane positions are written: the pixel spacing stays in the source
-image. See docs/how-to/dicom.md.
+image. A photograph that has a Frame of Reference (some cameras and Secondary Capture converters write one)
+keeps it in the SEG; Pixel Measures are written only where they can be complete, i.e. the source also has
+a Slice Thickness, which the Pixel Measures macro then requires (PS3.3 C.7.6.16.2.1) and highdicom's own
+reader insists on; otherwise the spacing again stays in the source image. Without plane orientation the SEG
+carries Patient Orientation (General Image module, Type 2C): the source's, else empty (unknown).
+
+The source must name what the SEG belongs to: :data:`REQUIRED_IDENTIFIERS` must be present and not empty
+(:func:`source_problem`); the other Type 2 attributes of the Patient and General Study modules that
+highdicom copies are written empty where the source lacks them. See docs/how-to/dicom.md.
 """
 
 from __future__ import annotations
@@ -33,6 +41,21 @@ SERIES_DESCRIPTION = "SkinNet lesion segmentation"
 # camera may leave some out; the results then have them empty, as Type 2 allows.
 TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
                 "ReferringPhysicianName", "StudyID", "AccessionNumber")
+# What a SEG cannot be written without: the patient, and the study, series and instance it references.
+# (PatientID is Type 2: a camera may leave it empty, and the SEG then has it empty too.)
+REQUIRED_IDENTIFIERS = {"StudyInstanceUID": "(0020,000D)",
+                        "SeriesInstanceUID": "(0020,000E)", "SOPInstanceUID": "(0008,0018)",
+                        "SOPClassUID": "(0008,0016)"}
+
+
+def source_problem(source: Any) -> str | None:
+    """Why no DICOM Segmentation can reference ``source`` (a pydicom dataset), or ``None`` where it can."""
+    missing = [f"{name} {tag}" for name, tag in REQUIRED_IDENTIFIERS.items()
+               if not str(source.get(name, "") or "").strip()]
+    if missing:
+        return (f"no DICOM Segmentation (--dicom-seg) can reference this image: it lacks {', '.join(missing)}, "
+                "which name the patient, the study and the image")
+    return None
 
 
 def with_type2_attributes(source: Any) -> Any:
@@ -62,22 +85,26 @@ def build_dicom_seg(source: Any, mask: np.ndarray, model_name: str, model_versio
         instance_number: the SEG's Instance Number.
 
     Raises:
-        ValueError: the mask does not have the source's size.
+        ValueError: the mask does not have the source's size, or the source lacks an identifier
+            (:func:`source_problem`).
     """
     import highdicom as hd  # here: importing it takes a second, and most runs write no SEG
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
-
+    problem = source_problem(source)
+    if problem:
+        raise ValueError(problem)
     mask = np.asarray(mask, dtype=bool)
     source = with_type2_attributes(source)
     if mask.shape != (int(source.Rows), int(source.Columns)):
         raise ValueError(f"mask of shape {mask.shape} for an image of {source.Rows} x {source.Columns} pixels")
-    if "FrameOfReferenceUID" not in source and "PixelSpacing" in source:
+    source = copy.deepcopy(source)  # the caller's dataset stays as it was (a shallow copy shares elements)
+    if "PixelSpacing" in source and ("FrameOfReferenceUID" not in source or "SliceThickness" not in source):
         # Without a Frame of Reference, the SEG's pixels are the source's: Pixel Measures may not be present
-        # (PS3.3 Table A.51-2). highdicom would copy PixelSpacing into one, without the Slice Thickness its
-        # own reader then requires; the spacing stays in the source image.
-        source = copy.deepcopy(source)  # the caller's dataset keeps its spacing (a shallow copy shares it)
+        # (PS3.3 Table A.51-2). With one but without a Slice Thickness, highdicom would write Pixel Measures
+        # lacking it (a Type 1C attribute there), which its own reader then refuses. Either way the spacing
+        # stays in the source image.
         del source.PixelSpacing
     algorithm = hd.AlgorithmIdentificationSequence(name=f"SkinNet {model_name}"[:64],
                                                    family=codes.cid7162.ArtificialIntelligence,
@@ -98,16 +125,20 @@ def build_dicom_seg(source: Any, mask: np.ndarray, model_name: str, model_versio
         content_description="Automatic lesion segmentation; check it before clinical use",
         omit_empty_frames=False,  # an empty prediction is still an answer, and a file to check
     )
-    # General Image: Patient Orientation is Type 2C, required where Image Orientation (Patient) is absent
-    # (no Frame of Reference here). The pixels are the source's, so its orientation holds; empty (Type 2)
-    # where it gives none. highdicom leaves it out (dciodvfy: "Missing attribute Type 2C ... PatientOrientation").
-    seg.PatientOrientation = source.get("PatientOrientation") or ""
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    if "PlaneOrientationSequence" not in shared and "PatientOrientation" not in seg:
+        # Type 2C: required where the image needs no Image Orientation (Patient); empty means unknown.
+        seg.PatientOrientation = source.get("PatientOrientation", "")
     return seg
+
+
+def save_dicom_seg(path: str | Path, seg: Any) -> Path:
+    """Write a SEG :func:`build_dicom_seg` made to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        seg.save_as(tmp, enforce_file_format=True)
+    return Path(path)
 
 
 def write_dicom_seg(path: str | Path, source: Any, mask: np.ndarray, model_name: str, model_version: str) -> Path:
     """Build the SEG (see :func:`build_dicom_seg`) and write it to ``path`` atomically."""
-    seg = build_dicom_seg(source, mask, model_name, model_version)
-    with atomic_path(path) as tmp:
-        seg.save_as(tmp, enforce_file_format=True)
-    return Path(path)
+    return save_dicom_seg(path, build_dicom_seg(source, mask, model_name, model_version))

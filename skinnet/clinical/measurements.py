@@ -69,6 +69,8 @@ from scipy import ndimage
 from skimage.color import rgb2lab
 from skimage.measure import regionprops
 
+from skinnet.data.spacing import SPACING_RANGE, spacing_in_range
+
 # Asymmetry: axis pairs searched every ASYMMETRY_STEP_DEG degrees on the mask shrunk to SEARCH_SIZE pixels
 # across, then scored on it shrunk to SCORE_SIZE (enough for a fraction; keeps 24-megapixel masks quick).
 ASYMMETRY_STEP_DEG = 2
@@ -122,7 +124,8 @@ def spacing_pair(spacing: PixelSpacing | None) -> tuple[float, float] | None:
     """``(row, column)`` spacing in mm from one number (square pixels) or two; ``None`` stays ``None``.
 
     Raises:
-        ValueError: not one or two positive finite numbers.
+        ValueError: not one or two numbers within :data:`~skinnet.data.spacing.SPACING_RANGE` (the bounds a
+            DICOM file's own spacing has too).
     """
     if spacing is None:
         return None
@@ -130,8 +133,8 @@ def spacing_pair(spacing: PixelSpacing | None) -> tuple[float, float] | None:
         values = [float(spacing)] * 2 if isinstance(spacing, int | float) else [float(v) for v in spacing]
     except (TypeError, ValueError):
         values = []
-    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"pixel spacing must be one or two positive numbers of mm, got {spacing!r}")
+    if len(values) != 2 or not all(spacing_in_range(v) for v in values):
+        raise ValueError(f"pixel spacing must be one or two numbers of mm from {SPACING_RANGE}, got {spacing!r}")
     return values[0], values[1]
 
 

@@ -10,6 +10,9 @@ from pathlib import Path
 # Larger images are refused before decoding: 100 megapixels is far above any dermoscope
 # (the ISIC 2017 originals reach 30 MP) and keeps a decompression bomb from exhausting memory.
 MAX_PIXELS = 100_000_000
+# Rows converted to RGB at a time (Pillow images and DICOM pixel data): the RGB copy of a strip stays small
+# even for the largest legal image.
+STRIP_ROWS = 512
 # The area alone does not bound the cost: a 2 x 49,000,000 strip is legal by area, yet every step after
 # decoding (resizing, padding, outlines) works per row or per column. Dermoscopes give about 4:3 frames.
 MAX_SIDE = 16_384

@@ -4,33 +4,77 @@ A DICOM file is recognised by its ``DICM`` marker (byte 128), whatever its name
 (:func:`skinnet.data.formats.is_dicom`; :func:`skinnet.data.io.read_source` sends it here). What is read:
 
 * single-frame images only: a multi-frame file is refused rather than silently reduced to its first frame;
-* colour only: ``RGB``, ``YBR_FULL``, ``YBR_FULL_422`` (converted to RGB by pydicom), ``YBR_ICT`` and
-  ``YBR_RCT`` (JPEG 2000; the decoder converts), ``PALETTE COLOR`` (through its lookup table);
-  ``MONOCHROME1/2`` is refused, since the model needs colour;
-* 8-bit samples as they are; more bits are scaled to 8 like 16-bit PNGs (:func:`skinnet.data.io.read_image`);
+* colour only: ``RGB``, ``YBR_FULL``, ``YBR_FULL_422`` (converted to RGB), ``YBR_ICT`` and ``YBR_RCT``
+  (JPEG 2000; the decoder converts), ``PALETTE COLOR`` (through its lookup table); ``MONOCHROME1/2`` is
+  refused, since the model needs colour;
+* 8-bit samples as they are; 16 bits are scaled to 8 like 16-bit PNGs (:func:`skinnet.data.io.read_image`);
 * native (uncompressed) pixel data and the compressed transfer syntaxes that pydicom's installed decoders
   handle: JPEG baseline and extended (Pillow, pylibjpeg-libjpeg), JPEG lossless (pylibjpeg-libjpeg),
   JPEG-LS (pyjpegls, pylibjpeg-libjpeg), JPEG 2000 (Pillow), RLE lossless (pydicom itself), deflate;
+  a JPEG-family frame must end with its end-of-image marker, as a plain ``.jpg`` must;
 * the pixel spacing, for measurements in millimetres: ``PixelSpacing`` (0028,0030), else
   ``ImagerPixelSpacing`` (0018,1164), else the Pixel Measures of the shared functional groups; in mm,
-  ``(row, column)`` (the distance between the centres of adjacent rows, then of adjacent columns).
+  ``(row, column)`` (the distance between the centres of adjacent rows, then of adjacent columns), within
+  the bounds of :mod:`skinnet.data.spacing`.
 
-Every problem is an :class:`~skinnet.data.checks.InputError` naming the file, so a batch reports it and goes on.
-pydicom is imported only when a DICOM file is met.
+Memory is bounded before pydicom sees the bytes, whatever the file holds (docs/security.md):
+
+* the dataset, as stored or inflated, is at most :data:`MAX_DATASET_BYTES`; a deflated one is measured by
+  inflating it with its output discarded (:mod:`skinnet.data.inflate`), so a deflate bomb is refused having
+  cost a second of CPU and no memory;
+* pydicom reads it with values over :data:`DEFER_SIZE` deferred (large private data is never loaded) and
+  may read at most :data:`MAX_READS` times (every element, item and fragment takes a read: a file of a
+  million empty elements would otherwise take gigabytes as Python objects);
+* the decoded samples are at most :data:`MAX_PIXEL_BYTES` (100 megapixels at 8 bits, 50 at 16), the size
+  check of other images (:func:`~skinnet.data.checks.check_size`) applies, and the conversion to RGB ``uint8``
+  goes strip by strip (pydicom's own YCbCr conversion takes 12 bytes a pixel of float32).
+
+Every problem is an :class:`~skinnet.data.checks.InputError` naming the file in one line, whatever pydicom or a
+decoder raised, so a batch reports it and goes on. pydicom is imported only when a DICOM file is met.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from skinnet.data.checks import UNOPENABLE, InputError, check_size, unopenable
+from skinnet.data.checks import MAX_PIXELS, STRIP_ROWS, UNOPENABLE, InputError, check_size, unopenable
+from skinnet.data.inflate import InflateError, inflate
+from skinnet.data.spacing import SPACING_RANGE, spacing_in_range
 
 COLOUR_INTERPRETATIONS = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
+# The decoded samples of the largest image read: 100 megapixels of 3 samples at 8 bits (50 at 16).
+MAX_PIXEL_BYTES = 3 * MAX_PIXELS
+# The dataset as stored or inflated: those pixels (native) and 16 MiB of attributes.
+MAX_DATASET_BYTES = MAX_PIXEL_BYTES + (16 << 20)
+# Values larger than this are not read while parsing; the pixel data is read when decoded.
+DEFER_SIZE = 1 << 16
+# Reads the parser may make: a photograph's header takes a few hundred. Bounds the parsed attributes (at most
+# about 25 MB of Python objects and 3 s).
+MAX_READS = 100_000
+# Transfer syntaxes newer than pydicom 3.0, named in the refusal.
+UNSUPPORTED_SYNTAXES = {"1.2.840.10008.1.2.4.110": "JPEG XL Lossless",
+                        "1.2.840.10008.1.2.4.111": "JPEG XL JPEG Recompression",
+                        "1.2.840.10008.1.2.4.112": "JPEG XL",
+                        "1.2.840.10008.1.2.8.1": "Deflated Image Frame Compression"}
+# The JPEG-family transfer syntaxes, whose frames end with the FFD9 marker: JPEG baseline, extended, lossless
+# (process 14 and SV1), JPEG-LS lossless and near-lossless, JPEG 2000 (lossless and lossy) and HTJ2K.
+JPEG_FAMILY = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+               "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",
+               "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+               "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
+# Decoders that hold up to 20 bytes a pixel while decoding (openjpeg through Pillow for JPEG 2000, CharLS and
+# libjpeg for JPEG-LS and lossless JPEG; measured, benchmarks/dicom_memory.py) get fewer pixels than
+# MAX_PIXELS, so that reading stays within 1.5 GB.
+HUNGRY_DECODER_PIXELS = 60_000_000
+HUNGRY_DECODERS = {"1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80",
+                   "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",
+                   "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"}
 
 
 @dataclass(frozen=True)
@@ -51,10 +95,27 @@ class SourceImage:
     dataset: Any = None
 
 
-def pixel_spacing(dataset: Any) -> tuple[tuple[float, float] | None, str | None]:
+def _pydicom(path: Path) -> Any:
+    try:
+        import pydicom
+    except ImportError as err:  # pragma: no cover - pydicom is in requirements.txt
+        raise InputError(path, "a DICOM file, and reading DICOM needs pydicom (pip install -r "
+                               "requirements.txt)") from err
+    return pydicom
+
+
+def _first_line(err: BaseException) -> str:
+    """An exception's message as one short line (decoder messages can span lines and be long)."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def pixel_spacing(dataset: Any, path: str | Path | None = None) -> tuple[tuple[float, float] | None, str | None]:
     """``((row, column) mm, attribute name)`` of a dataset's pixel spacing, or ``(None, None)``.
 
-    Values that are not two positive numbers are ignored (treated as absent).
+    Values that are not two numbers within :data:`~skinnet.data.spacing.SPACING_RANGE` (the bounds a user's
+    ``--pixel-spacing`` has) are ignored (treated as absent), with a warning: a file's 1e308 mm must not give
+    an infinite area.
     """
     candidates = [("PixelSpacing", dataset.get("PixelSpacing")),
                   ("ImagerPixelSpacing", dataset.get("ImagerPixelSpacing"))]
@@ -63,12 +124,16 @@ def pixel_spacing(dataset: Any) -> tuple[tuple[float, float] | None, str | None]
         measures = shared[0].PixelMeasuresSequence[0]
         candidates.append(("PixelMeasuresSequence.PixelSpacing", measures.get("PixelSpacing")))
     for name, value in candidates:
+        if value is None:
+            continue
         try:
             row, column = (float(v) for v in value)
         except (TypeError, ValueError):
             continue
-        if row > 0 and column > 0 and np.isfinite([row, column]).all():
+        if spacing_in_range(row) and spacing_in_range(column):
             return (row, column), name
+        warnings.warn(f"{path or 'DICOM file'}: {name} {row:g}\\{column:g} mm is "
+                      f"outside {SPACING_RANGE}; ignored (lengths in pixels only)", stacklevel=2)
     return None, None
 
 
@@ -78,119 +143,311 @@ def _sop_class(ds: Any) -> str:
     return str(getattr(uid, "name", uid or ""))
 
 
-def _cut_off(ds: Any, warned: bool) -> bool:
+class _TooManyReads(Exception):
+    """The parser read more elements, items and fragments than :data:`MAX_READS`."""
+
+
+class _CountedReads:
+    """A binary file whose :meth:`read` may be called at most ``reads`` times (see :data:`MAX_READS`)."""
+
+    def __init__(self, raw: BinaryIO, reads: int) -> None:
+        self.raw, self.left = raw, reads
+        self.name = getattr(raw, "name", None)
+
+    def read(self, size: int = -1) -> bytes:
+        self.left -= 1
+        if self.left < 0:
+            raise _TooManyReads
+        return self.raw.read(size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
+def _file_meta(path: Path, fp: _CountedReads, end: int) -> tuple[Any, Any]:
+    """The file meta information (group 0002, after the preamble) and the dataset's transfer syntax.
+
+    Raises:
+        InputError: no or an unknown transfer syntax (pydicom would guess the encoding, then fail deep down).
+    """
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filereader import read_dataset
+
+    fp.seek(132)
+    meta = FileMetaDataset(read_dataset(fp, False, True, stop_when=lambda tag, vr, length: tag.group != 2))
+    syntax = meta.get("TransferSyntaxUID")
+    if syntax is None:
+        if fp.tell() >= end:
+            raise InputError(path, "truncated DICOM file: it ends inside its file meta information")
+        raise InputError(path, "DICOM file without a transfer syntax (TransferSyntaxUID (0002,0010) is missing "
+                               "from its file meta information)")
+    uid = str(syntax).strip()
+    if not syntax.is_transfer_syntax:
+        known = UNSUPPORTED_SYNTAXES.get(uid)
+        what = f"{uid} ({known})" if known else f"{uid[:64]!r}, which is not a transfer syntax pydicom knows"
+        raise InputError(path, f"cannot read the DICOM transfer syntax {what}; convert the file to uncompressed, "
+                               "JPEG, JPEG-LS, JPEG 2000 or RLE pixel data")
+    return meta, syntax
+
+
+def _dataset(path: Path, handle: BinaryIO, size: int) -> Any:
+    """Parse the file within the limits (see the module docstring): its dataset, large values deferred.
+
+    Raises:
+        InputError: the limits are exceeded, or the file is cut short or unreadable.
+    """
+    from pydicom.dataset import FileDataset
+    from pydicom.filereader import read_dataset
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    preamble = handle.read(128)
+    counted = _CountedReads(handle, MAX_READS)
+    meta, syntax = _file_meta(path, counted, size)
+    start = handle.tell()
+    if syntax == DeflatedExplicitVRLittleEndian:
+        try:
+            source: BinaryIO = inflate(handle, MAX_DATASET_BYTES)
+        except InflateError as err:
+            if err.too_large:
+                raise InputError(path, f"deflated DICOM dataset inflates to more than {MAX_DATASET_BYTES:,} bytes "
+                                       "(refused as a possible decompression bomb)") from err
+            raise InputError(path, f"truncated or corrupt DICOM file: {err}") from err
+        end = source.seek(0, 2)
+        source.seek(0)
+        implicit, little = False, True
+    else:
+        if size - start > MAX_DATASET_BYTES:
+            raise InputError(path, f"DICOM dataset of {size - start:,} bytes, more than the limit of "
+                                   f"{MAX_DATASET_BYTES:,}")
+        source, end = handle, size
+        implicit, little = syntax.is_implicit_VR, syntax.is_little_endian
+    counted = _CountedReads(source, counted.left)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # pydicom warns, rather than fails, when the file ends early
+        dataset = read_dataset(counted, implicit, little, defer_size=DEFER_SIZE)
+    ds = FileDataset(source, dataset, preamble, meta, implicit, little)
+    ds.set_original_encoding(implicit, little, dataset.original_character_set)
+    if _cut_off(ds, end, any("End of file" in str(warning.message) for warning in caught)):
+        raise InputError(path, "truncated or corrupt DICOM file: it ends inside an element, before the pixel data "
+                               "is complete")
+    return ds
+
+
+def _cut_off(ds: Any, end: int, warned: bool) -> bool:
     """Whether the file ended inside an element: pydicom keeps what it read and at most warns.
 
     Args:
-        ds: the dataset as read (elements not yet accessed are still raw, with their declared length).
+        ds: the dataset as read (elements not yet accessed are still raw, with their declared length;
+            deferred ones have no value yet).
+        end: the size of what was parsed (the file, or the inflated dataset).
         warned: pydicom warned that the file ended before a sequence or item delimiter.
     """
-    meta = getattr(ds, "file_meta", None)
-    if warned or meta is None or "TransferSyntaxUID" not in meta:
-        return True
     tags = list(ds.keys())
-    if not tags:
+    if warned or not tags:
         return True
-    last = ds.get_item(tags[-1])  # the element being read when the file ended, if it did
+    last = ds.get_item(tags[-1], keep_deferred=True)  # the element being read when the file ended, if it did
     length, value = getattr(last, "length", None), getattr(last, "value", None)
-    return isinstance(value, bytes) and length is not None and length != 0xFFFFFFFF and len(value) < length
+    if length is None or length == 0xFFFFFFFF:
+        return False
+    if value is None and length:  # deferred: its bytes were skipped, not read
+        return last.value_tell + length > end
+    return isinstance(value, bytes) and len(value) < length
 
 
-def _check_image(path: Path, ds: Any, cut_off: bool) -> None:
-    """Refuse what this reader does not handle, before any decoding.
+def _integer(path: Path, ds: Any, keyword: str, default: int | None = None) -> int:
+    """An Image Pixel attribute as an ``int``; one line naming it where it is absent or not a number."""
+    from pydicom.datadict import tag_for_keyword
+
+    tag = f"({tag_for_keyword(keyword) >> 16:04X},{tag_for_keyword(keyword) & 0xFFFF:04X})"
+    if keyword not in ds or ds.get_item(keyword, keep_deferred=True).value in (None, b"", ""):
+        if default is not None:
+            return default
+        raise InputError(path, f"DICOM image without {keyword} {tag}: its pixels cannot be decoded")
+    try:
+        value = ds[keyword].value
+        number = int(value)
+        if number != value:
+            raise ValueError
+    except Exception as err:  # pydicom converts the raw bytes on access: "abc", "1\\2", 3.5
+        raw = ds.get_item(keyword, keep_deferred=True).value
+        shown = raw.decode("latin-1").strip() if isinstance(raw, bytes) else str(raw)
+        raise InputError(path, f"DICOM {keyword} {tag} is {shown[:40]!r}, not a whole number") from err
+    return number
+
+
+def _check_image(path: Path, ds: Any) -> None:
+    """Refuse what this reader does not handle, before any decoding (every check reads only the header).
 
     Args:
         path: the file, for the messages.
         ds: its dataset.
-        cut_off: pydicom met the end of the file inside an element.
     """
     if "PixelData" not in ds:
         other = next((k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in ds), None)
         sop_class = _sop_class(ds)
         if other:
             raise InputError(path, f"DICOM file has {other} (a parametric map), not an image")
-        if cut_off:
-            raise InputError(path, "truncated or corrupt DICOM file: it ends inside an element, before the "
-                                   "pixel data is complete")
         hint = "; the file may be incomplete" if "Image" in sop_class else ", not an image"
         raise InputError(path, f"DICOM file has no pixel data ({sop_class or 'no SOP class'}{hint})")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _integer(path, ds, "NumberOfFrames", default=1)
     if frames > 1:
         raise InputError(path, f"multi-frame DICOM ({frames} frames): only single-frame images are read; "
                                "extract the frame to segment into its own file")
     interpretation = str(ds.get("PhotometricInterpretation", "")).strip()
     if interpretation not in COLOUR_INTERPRETATIONS:
-        raise InputError(path, f"{interpretation or 'unknown'} DICOM image: a colour image is needed "
+        raise InputError(path, f"{interpretation[:40] or 'unknown'} DICOM image: a colour image is needed "
                                f"({', '.join(COLOUR_INTERPRETATIONS)})")
-    rows, columns = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    rows, columns = _integer(path, ds, "Rows"), _integer(path, ds, "Columns")
     if rows < 1 or columns < 1:
         raise InputError(path, f"DICOM image of {columns}x{rows} pixels")
     check_size(path, columns, rows)
+    syntax = ds.file_meta.TransferSyntaxUID
+    if str(syntax) in HUNGRY_DECODERS and rows * columns > HUNGRY_DECODER_PIXELS:
+        raise InputError(path, f"{syntax.name} DICOM image of {columns}x{rows} pixels exceeds the limit of "
+                               f"{HUNGRY_DECODER_PIXELS:,} for this transfer syntax (its decoder needs up to 20 "
+                               "bytes a pixel)")
+    samples = _integer(path, ds, "SamplesPerPixel")
+    expected_samples = 1 if interpretation == "PALETTE COLOR" else 3
+    if samples != expected_samples:
+        raise InputError(path, f"DICOM {interpretation} image with {samples} samples per pixel; expected "
+                               f"{expected_samples}")
+    bits = _integer(path, ds, "BitsAllocated")
+    if bits not in (8, 16):
+        raise InputError(path, f"DICOM image of {bits} bits allocated per sample: 8 or 16 are read")
+    stored = _integer(path, ds, "BitsStored")
+    if not 1 <= stored <= bits:
+        raise InputError(path, f"DICOM image with {stored} bits stored of {bits} allocated")
+    decoded = rows * columns * samples * bits // 8
+    if decoded > MAX_PIXEL_BYTES:
+        raise InputError(path, f"DICOM image of {columns}x{rows} pixels at {bits} bits would decode to "
+                               f"{decoded:,} bytes, more than the limit of {MAX_PIXEL_BYTES:,}")
+
+
+def _check_frame(path: Path, ds: Any, syntax: Any) -> None:
+    """A JPEG-family frame must be whole, as :func:`~skinnet.data.io.read_image` wants a plain ``.jpg``.
+
+    Decoders fill a frame cut short with a flat colour and say nothing (pylibjpeg) or only warn; a frame that
+    does not end with its end-of-image marker (FFD9; JPEG 2000's end of codestream has the same code) is cut.
+    """
+    from pydicom.encaps import generate_frames
+
+    if str(syntax) not in JPEG_FAMILY:
+        return
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    except Exception as err:  # fragments of the wrong length or no items at all
+        raise InputError(path, f"corrupt encapsulated DICOM pixel data ({type(err).__name__}: "
+                               f"{_first_line(err)})") from err
+    head, tail = frame[:4], frame[-32:].rstrip(b"\0")  # fragments are padded to an even length
+    if not (head.startswith(b"\xff\xd8") or head.startswith(b"\xff\x4f\xff\x51") or head == b"\0\0\0\x0c"):
+        raise InputError(path, f"corrupt DICOM pixel data: the {syntax.name} frame does not start with a JPEG "
+                               "or JPEG 2000 marker")
+    if not tail.endswith(b"\xff\xd9"):
+        raise InputError(path, f"truncated DICOM pixel data: the {syntax.name} frame ends without its "
+                               "end-of-image marker (FFD9), so part of the image is missing")
 
 
 def _decode(path: Path, ds: Any) -> np.ndarray:
-    """The first (only) frame as RGB ``uint8``."""
-    from pydicom.pixels import apply_color_lut, get_decoder
+    """The first (only) frame as RGB ``uint8``, converted strip by strip (see the module docstring)."""
+    from pydicom.pixels import apply_color_lut, convert_color_space, get_decoder
+    from pydicom.pixels.utils import get_expected_length
 
-    meta = getattr(ds, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    if syntax is not None and syntax.is_compressed:
-        try:
-            decoder = get_decoder(syntax)
-        except NotImplementedError:
-            decoder = None
-        if decoder is None or not decoder.is_available:
-            missing = "; ".join(decoder.missing_dependencies) if decoder else "no decoder exists in pydicom"
-            raise InputError(path, f"cannot decode the transfer syntax {syntax.name} ({missing})")
-    elif syntax is not None:  # native pixel data: a short value means the file was cut
-        expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.BitsAllocated) // 8
+    syntax = ds.file_meta.TransferSyntaxUID
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        decoder = None
+    if decoder is None or not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies) if decoder else "no decoder exists in pydicom"
+        raise InputError(path, f"cannot decode the transfer syntax {syntax.name} ({missing})")
+    if syntax.is_compressed:
+        _check_frame(path, ds, syntax)
+    else:  # native pixel data: a short value means the file was cut
+        if int(ds.SamplesPerPixel) > 1 and _integer(path, ds, "PlanarConfiguration") not in (0, 1):
+            raise InputError(path, f"DICOM PlanarConfiguration {ds.PlanarConfiguration}: 0 or 1 is read")
+        expected = get_expected_length(ds)  # 2 bytes a pixel for YBR_FULL_422
         if len(ds.PixelData) < expected:
             raise InputError(path, f"truncated DICOM file: {len(ds.PixelData):,} of {expected:,} bytes of pixels")
     try:
-        array = ds.pixel_array  # pydicom converts YBR_FULL and YBR_FULL_422 to RGB
+        # raw: no colour conversion here (pydicom's converts the whole image in float32, 12 bytes a pixel)
+        array, properties = decoder.as_array(ds, index=0, raw=True, view_only=True)
     except Exception as err:  # decoders fail in many ways on short or damaged data
-        raise InputError(path, f"corrupt or truncated DICOM pixel data ({type(err).__name__}: {err})") from err
-    if str(ds.PhotometricInterpretation).strip() == "PALETTE COLOR":
-        try:
-            array = apply_color_lut(array, ds)
-        except Exception as err:
-            raise InputError(path, f"PALETTE COLOR image without a usable lookup table ({err})") from err
-    if array.ndim != 3 or array.shape[-1] != 3:
-        raise InputError(path, f"decoded DICOM pixels have shape {array.shape}; expected rows x columns x 3")
-    if array.dtype != np.uint8:
-        bits = int(ds.get("BitsStored", 16)) if "PALETTE" not in str(ds.PhotometricInterpretation) else 16
-        scale = 255.0 / (2**bits - 1)
-        array = np.round(array.astype(np.float64) * scale).clip(0, 255).astype(np.uint8)
-    return np.ascontiguousarray(array)
+        raise InputError(path, f"corrupt or truncated DICOM pixel data ({type(err).__name__}: "
+                               f"{_first_line(err)})") from err
+    interpretation = str(properties.get("photometric_interpretation", ds.PhotometricInterpretation)).strip()
+    palette = interpretation == "PALETTE COLOR"
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    if array.shape[:2] != (rows, columns) or array.ndim != (2 if palette else 3):
+        raise InputError(path, f"decoded DICOM pixels have shape {array.shape}; expected {rows} x {columns}"
+                               f"{'' if palette else ' x 3'}")
+    bits = 16 if palette else int(ds.BitsStored)  # palette lookup tables give 16-bit values
+    # A decoder's own uint8 array is converted in place; a view of the file's bytes (native data) is copied.
+    in_place = array.dtype == np.uint8 and array.ndim == 3 and array.flags.writeable and array.flags.c_contiguous
+    rgb = array if in_place else np.empty((rows, columns, 3), np.uint8)
+    for top in range(0, rows, STRIP_ROWS):
+        strip = array[top : top + STRIP_ROWS]
+        if palette:
+            try:
+                strip = apply_color_lut(strip, ds)
+            except Exception as err:
+                raise InputError(path, f"PALETTE COLOR image without a usable lookup table "
+                                       f"({_first_line(err)})") from err
+        if strip.dtype != np.uint8:
+            scale = np.float32(255.0 / (2**bits - 1))
+            strip = np.round(strip.astype(np.float32) * scale).clip(0, 255).astype(np.uint8)
+        if interpretation in ("YBR_FULL", "YBR_FULL_422"):
+            strip = convert_color_space(strip, "YBR_FULL", "RGB")
+        rgb[top : top + STRIP_ROWS] = strip
+    return rgb
+
+
+def _drop_deferred(ds: Any) -> None:
+    """Remove the values never read (large private data, an ICC profile): the file they would be read from
+    may be gone (an upload) or in memory (an inflated dataset), and nothing downstream needs them."""
+    for tag in list(ds.keys()):
+        element = ds.get_item(tag, keep_deferred=True)
+        if getattr(element, "value", True) is None and getattr(element, "length", 0):
+            del ds[tag]
+    ds.buffer = None
+    ds.filename = None
 
 
 def read_dicom(path: str | Path) -> SourceImage:
     """Read a single-frame colour DICOM image, its pixel spacing and its dataset.
 
+    Every problem of the file, whatever the parser or the decoder raises, is one :class:`InputError` naming it.
+
     Raises:
-        InputError: not DICOM, no pixel data, multi-frame, monochrome, truncated or undecodable.
+        InputError: not DICOM, over a limit, no pixel data, multi-frame, monochrome, truncated, missing or
+            malformed attributes, or undecodable.
     """
     path = Path(path)
-    import pydicom  # here, not at the top: most inputs are not DICOM
+    _pydicom(path)
     try:
-        if path.stat().st_size == 0:
-            raise InputError(path, "empty file (0 bytes)")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")  # pydicom warns, rather than fails, when the file ends early
-            ds = pydicom.dcmread(path)
+        with open(str(path), "rb") as handle:  # a str name: pydicom reopens it for deferred values
+            size = os.fstat(handle.fileno()).st_size
+            if size == 0:
+                raise InputError(path, "empty file (0 bytes)")
+            ds = _dataset(path, handle, size)
+            with warnings.catch_warnings():
+                # pydicom warns about odd values on its way; what stops the file is said in one line.
+                warnings.simplefilter("ignore")
+                _check_image(path, ds)
+                pixels = _decode(path, ds)
+        spacing, source = pixel_spacing(ds, path)
     except InputError:
         raise
     except UNOPENABLE as err:
         raise unopenable(path, err) from err
-    except pydicom.errors.InvalidDicomError as err:
-        raise InputError(path, f"not a readable DICOM file ({err})") from err
-    except Exception as err:  # the parser meets hostile or cut-off bytes in many ways
-        raise InputError(path, f"corrupt or truncated DICOM file ({type(err).__name__}: {err})") from err
-    with warnings.catch_warnings():
-        # pydicom warns about odd values on its way; what stops the file is said in one line by an InputError.
-        warnings.simplefilter("ignore")
-        _check_image(path, ds, _cut_off(ds, any("End of file" in str(warning.message) for warning in caught)))
-        pixels = _decode(path, ds)
-    spacing, source = pixel_spacing(ds)
+    except _TooManyReads as err:
+        raise InputError(path, f"DICOM file with more than {MAX_READS:,} elements, items and fragments "
+                               "(refused: no image needs that many)") from err
+    except Exception as err:  # the parser and the decoders meet hostile or cut-off bytes in many ways
+        raise InputError(path, f"corrupt or malformed DICOM file ({type(err).__name__}: "
+                               f"{_first_line(err)})") from err
     del ds.PixelData  # the SEG needs the attributes, not the pixels; keeps a batch's memory flat
+    _drop_deferred(ds)
     return SourceImage(pixels, spacing, source, ds)

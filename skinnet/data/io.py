@@ -24,13 +24,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from skinnet.data.checks import MAX_PIXELS, UNOPENABLE, InputError, check_size, unopenable
+from skinnet.data.checks import MAX_PIXELS, STRIP_ROWS, UNOPENABLE, InputError, check_size, unopenable
 from skinnet.data.dicom import SourceImage, read_dicom
 from skinnet.data.formats import PILLOW_FORMATS, is_dicom, refused_reason
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")
-# Rows converted at a time: the RGB copy of a strip stays small even for the largest legal image.
-STRIP_ROWS = 512
 
 
 def _open(path: str | Path, draft: tuple[int, int] | None = None) -> Image.Image:

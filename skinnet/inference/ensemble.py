@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from skinnet.inference.predictor import Predictor
+from skinnet.inference.predictor import Predictor, as_rgb_images
 from skinnet.inference.segmenter import Segmenter, choose_runtime
 from skinnet.runs import fold_models
 
@@ -54,7 +54,13 @@ class Ensemble(Predictor):
             threads: ONNX Runtime threads of each member.
             precision: "auto" (float32), "float32", or "int8" for every member's int8 copy (see
                 :meth:`Segmenter.from_file`); the members always share one backend and precision.
+
+        Raises:
+            TypeError: one path instead of a list of them.
         """
+        if isinstance(paths, str | Path):
+            raise TypeError(f"expected a list of model files, got the single path {str(paths)!r}: "
+                            "Ensemble.from_files([path])")
         backend, precision, _ = choose_runtime(None, backend, precision, device)
         members = [Segmenter.from_file(path, device=device, batch_size=batch_size, tta=tta, backend=backend,
                                        threads=threads, precision=precision) for path in paths]
@@ -77,6 +83,7 @@ class Ensemble(Predictor):
 
     def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Mean lesion probability ``float32 (H, W)`` of the members for each RGB uint8 image."""
+        images = as_rgb_images(images)  # once, not per member
         total = self.members[0].predict_proba_batch(images)
         for member in self.members[1:]:
             for acc, prob in zip(total, member.predict_proba_batch(images), strict=True):
@@ -85,5 +92,6 @@ class Ensemble(Predictor):
 
     def predict_views_batch(self, images: Sequence[np.ndarray], max_side: int | None = None) -> list[np.ndarray]:
         """Every member's flip views (:meth:`Segmenter.predict_views_batch`): ``(4 x members, h, w)`` per image."""
+        images = as_rgb_images(images)
         per_member = [member.predict_views_batch(images, max_side) for member in self.members]
         return [np.concatenate(views) for views in zip(*per_member, strict=True)]

@@ -16,7 +16,15 @@ from skinnet.config import BACKEND_CHOICES, PRECISION_CHOICES, Config, ConfigErr
 from skinnet.data.cache import resize_image
 from skinnet.data.normalize import prepare_input
 from skinnet.devices import resolve_device
-from skinnet.inference.predictor import FLIPS, Predictor, flip, view_size
+from skinnet.inference.predictor import (
+    FLIPS,
+    Predictor,
+    as_rgb_images,
+    check_batch_size,
+    check_flag,
+    flip,
+    view_size,
+)
 from skinnet.networks.files import load_model, model_path
 from skinnet.weights import is_shipped_model, packaged_int8_path
 
@@ -177,10 +185,11 @@ class Segmenter(Predictor):
     def __init__(self, model: nn.Module | Backend, config: Config, device: torch.device | None = None,
                  batch_size: int = 4, tta: bool | None = None, postprocess: Sequence[str] | None = None) -> None:
         super().__init__(config, postprocess)  # model_files: set by from_file
+        self.batch_size = check_batch_size(batch_size)
+        tta = check_flag(tta, "tta")
         self.backend: Backend = TorchBackend(model, device) if isinstance(model, nn.Module) else model
         self.model = model
         self.device = getattr(self.backend, "device", torch.device("cpu"))
-        self.batch_size = batch_size
         self.tta = config.inference.tta if tta is None else tta
 
     @classmethod
@@ -211,6 +220,8 @@ class Segmenter(Predictor):
                 float32 ``.onnx`` file.
         """
         path = source = model_path(path)
+        check_batch_size(batch_size)  # before loading anything
+        check_flag(tta, "tta")
         backend, precision, _ = choose_runtime(path, backend, precision, device)
         if backend == "onnx":
             from skinnet.inference.onnx import OnnxBackend, cached_export
@@ -276,6 +287,7 @@ class Segmenter(Predictor):
             One ``float32 (4, h, w)`` per image: the image, then flipped left-right, up-down and both, each
             flipped back; their disagreement is a confidence measure (:mod:`skinnet.clinical.confidence`).
         """
+        images = as_rgb_images(images)
         size = self.config.data.image_size
         out: list[np.ndarray] = []
         for start in range(0, len(images), self.batch_size):
@@ -299,7 +311,12 @@ class Segmenter(Predictor):
                 "tta": bool(self.tta), "threshold": self.threshold, "postprocess": list(self.postprocess)}
 
     def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Lesion probability ``float32 (H, W)`` for each RGB uint8 image, at each image's own size."""
+        """Lesion probability ``float32 (H, W)`` for each RGB uint8 image, at each image's own size.
+
+        Raises:
+            TypeError, ValueError: an image that is not RGB uint8 (see :func:`as_rgb_image`).
+        """
+        images = as_rgb_images(images)
         out: list[np.ndarray] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]

@@ -67,24 +67,54 @@ def _first_line(err: BaseException) -> str:
     return (str(err).splitlines() or [""])[0]
 
 
+# How a PyTorch checkpoint starts: a zip archive (torch.save since 1.6), or a pickle (protocol 2 or later).
+TORCH_SIGNATURES = (b"PK\x03\x04", b"\x80")
+# Files often given as a model by mistake, named in the refusal.
+FOREIGN_SIGNATURES = ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+                      (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"%PDF", "a PDF"),
+                      (b"RIFF", "a RIFF file (WebP, WAV)"), (b"{", "JSON text"))
+
+
+def _not_a_checkpoint(path: Path) -> str | None:
+    """Why the file cannot be a PyTorch checkpoint, from its first bytes; ``None`` where it may be one."""
+    with open(path, "rb") as handle:
+        head = handle.read(132)
+    if head.startswith(TORCH_SIGNATURES):
+        return None
+    what = next((name for signature, name in FOREIGN_SIGNATURES if head.startswith(signature)), None)
+    if head[128:132] == b"DICM":
+        what = "a DICOM file"
+    what = what or ("an empty file" if not head else "neither safetensors, a PyTorch checkpoint nor ONNX")
+    return (f"not a model file ({what}, by its content): pass a .safetensors model, a training checkpoint "
+            "(.pt) or an exported .onnx file")
+
+
 def load_torch_file(path: str | Path) -> Any:
     """``torch.load(weights_only=True)``: tensors and plain Python values only; pickled code is refused.
 
     Raises:
-        CheckpointError: the file is missing, truncated or corrupt, or holds pickled objects other than
-            tensors (refused without running them).
+        CheckpointError: the file is missing, not a checkpoint at all (an image, say), truncated or corrupt,
+            or holds pickled objects other than tensors (refused without running them).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    reason = _not_a_checkpoint(path)
+    if reason:
+        raise CheckpointError(f"{path}: {reason}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        # torch's message spans many lines and suggests allowlisting; the refused global is what matters.
+        # torch's message spans many lines and suggests weights_only=False; what it refused is what matters.
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        detail = f"unpickling needs {found.group(1)}" if found else _first_line(err)
+        if not found:
+            stopped = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", str(err), re.S)
+            detail = " ".join((stopped.group(1) if stopped else type(err).__name__).split())[:120]
+            raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt (the unpickler "
+                                  f"stopped: {detail})") from err
         raise CheckpointError(f"{path}: refused: the file holds pickled objects other than tensors, which "
-                              f"could run code ({detail}); load only checkpoints you trust") from err
+                              f"could run code (unpickling needs {found.group(1)}); load only checkpoints you "
+                              "trust") from err
     except Exception as err:  # zip, pickle and storage errors come in many types
         raise CheckpointError(f"{path}: not a readable checkpoint, truncated or corrupt "
                               f"({type(err).__name__}: {_first_line(err)})") from err

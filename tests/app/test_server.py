@@ -392,3 +392,59 @@ def test_cli_serve_starts_a_server(app_model: Path, tmp_path: Path) -> None:
             process.kill()
         log.close()
     assert "http://127.0.0.1" in Path(log.name).read_text()
+
+
+def _status_bytes(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith(field))
+
+
+def test_a_dicom_deflate_bomb_keeps_the_server_under_its_memory_bound(app_model: Path, tmp_path: Path,
+                                                                       make_dicom) -> None:
+    """A 2 MB deflated DICOM whose private element inflates to 2 GiB, uploaded to a real ``skinnet serve``:
+    refused while inflating, the server process's peak resident memory (its kernel counter) barely moves."""
+    from dicom_factory import deflated
+
+    small = make_dicom(tmp_path / "small.dcm", read_image(IMAGES[0]))
+    bomb = deflated(small, tmp_path / "bomb.dcm", zeros=2 << 30).read_bytes()
+    assert len(bomb) < 3_000_000  # well under the default upload limit of 20 MB
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path / "serve.log").open("w+")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "skinnet", "serve", "--model", str(app_model), "--port", str(port)]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, f"skinnet serve exited: {Path(log.name).read_text()}"
+            assert time.monotonic() < deadline, "skinnet serve did not come up in 90 s"
+            try:
+                httpx.get(url + "/api/health", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        with httpx.Client(base_url=url, timeout=120) as http:
+            # A good DICOM first: the decoders are loaded and the model has run once.
+            assert post(http, "small.dcm", small.read_bytes()).status_code == 200
+            try:
+                with open(f"/proc/{process.pid}/clear_refs", "w") as handle:  # restart the peak counter
+                    handle.write("5")
+            except OSError:
+                pytest.skip("cannot reset the server's peak-memory counter (/proc/PID/clear_refs)")
+            before = _status_bytes(process.pid, "VmRSS:")
+            detail = assert_error(post(http, "bomb.dcm", bomb), 422, "invalid_image")
+            peak = _status_bytes(process.pid, "VmHWM:") - before
+            assert "refused as a possible decompression bomb" in detail and detail.startswith("bomb.dcm: ")
+            assert peak < 64 * 2**20, f"the server's peak grew by {peak / 2**20:.0f} MiB"  # pydicom alone: 2+ GB
+            assert http.get("/api/health").json()["status"] == "ok"
+            assert post(http, "small.dcm", small.read_bytes()).status_code == 200
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

@@ -78,8 +78,9 @@ def test_changed_options_or_model_recompute_and_never_reuse_stale_outputs(images
     assert json.loads((out / "manifest.json").read_text())["models"][0]["file"].endswith("half.safetensors")
 
 
-class Killed(Exception):
-    """Stands for a kill in the middle of writing an image's outputs."""
+class Killed(BaseException):
+    """Stands for a kill in the middle of writing an image's outputs: a BaseException, like a real kill caught
+    by no handler of ordinary errors (a writer's error is the image's outcome, and the batch goes on)."""
 
 
 def test_an_image_cut_off_after_its_record_is_recomputed(images: Path, tiny_model: Path, tmp_path: Path,

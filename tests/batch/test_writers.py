@@ -103,7 +103,7 @@ def test_without_spacing_millimetres_stay_empty_and_resume_keeps_rows(model_file
 
 
 def test_a_bad_pixel_spacing_is_refused(model_file: Path) -> None:
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match=r"from 0\.0001 to 100 mm"):
         FindingsWriter(Segmenter.from_file(model_file, device="cpu"), pixel_spacing=-1)
 
 

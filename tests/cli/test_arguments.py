@@ -22,6 +22,7 @@ def test_good_values_parse(parse, text: str, value: object) -> None:
     (positive_int, "0"), (positive_int, "-1"), (positive_int, "2.5"), (positive_float, "nan"),
     (positive_float, "inf"), (positive_float, "0"), (positive_float, "x"), (fold_or_all, "some"),
     (pixel_spacing, "0"), (pixel_spacing, "1,2,3"), (pixel_spacing, "a"), (pixel_spacing, "150"),
+    (pixel_spacing, "1e308"), (pixel_spacing, "1e-300"), (pixel_spacing, "0.02,inf"),
 ])
 def test_bad_values_are_refused_with_the_value(parse, text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match=repr(text).replace(".", r"\.")):

@@ -218,7 +218,9 @@ def test_rejects_bad_input() -> None:
         measure(np.zeros((4, 4, 3), dtype=bool))
     with pytest.raises(ValueError, match="does not match"):
         measure(np.zeros((4, 4), dtype=bool), image=np.zeros((5, 4, 3), np.uint8))
-    for bad in (0, -0.1, float("nan"), (0.1, 0.1, 0.1), "abc", (0.1, None)):
-        with pytest.raises(ValueError, match="positive"):
+    # 1e308 mm would give an infinite area, 1e-300 mm one of 0.0 mm²: the bounds a DICOM file's spacing has too.
+    for bad in (0, -0.1, float("nan"), (0.1, 0.1, 0.1), "abc", (0.1, None), 1e308, 1e-300, (0.1, 101)):
+        with pytest.raises(ValueError, match=r"from 0.0001 to 100 mm"):
             spacing_pair(bad)
     assert spacing_pair([0.1, 0.2]) == (0.1, 0.2) and spacing_pair(None) is None
+    assert spacing_pair(1e-4) == (1e-4, 1e-4) and spacing_pair(100) == (100.0, 100.0)

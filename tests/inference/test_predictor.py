@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from skinnet.config import ConfigError, load_config
 from skinnet.data.io import read_image
@@ -102,3 +103,95 @@ def test_default_views_are_the_flips_predicted_and_flipped_back() -> None:
     np.testing.assert_allclose(views[3], views[1])
     small = Gradient(load_config(None), postprocess=[]).predict_views_batch([image], max_side=100)[0]
     assert small.shape == (4, 60, 100)
+
+
+BAD_IMAGES = {
+    # name: (the image, the error type, a part of its message)
+    "float 0-1": (lambda rgb: rgb.astype(np.float32) / 255, ValueError, "a float32 array; expected an RGB image"),
+    "float 0-255": (lambda rgb: rgb.astype(np.float64), ValueError, "np.round(image * 255).astype(np.uint8)"),
+    "uint16": (lambda rgb: rgb.astype(np.uint16) * 257, ValueError, "a uint16 array"),
+    "NaN": (lambda rgb: np.full(rgb.shape, np.nan, np.float32), ValueError, "a float32 array"),
+    "inf": (lambda rgb: np.full(rgb.shape, np.inf), ValueError, "a float64 array"),
+    "int64": (lambda rgb: rgb.astype(np.int64), ValueError, "a int64 array"),
+    "bool": (lambda rgb: rgb > 128, ValueError, "a bool array"),
+    "float16": (lambda rgb: rgb.astype(np.float16), ValueError, "a float16 array"),
+    "channel-first": (lambda rgb: np.ascontiguousarray(rgb.transpose(2, 0, 1)), ValueError, "channel-first"),
+    "two channels": (lambda rgb: rgb[..., :2], ValueError, "shape (256, 256, 2)"),
+    "4-D": (lambda rgb: rgb[None, None], ValueError, "shape (1, 1, 256, 256, 3)"),
+    "0x0": (lambda rgb: rgb[:0, :0], ValueError, "an empty image (0x0 pixels)"),
+    "a list": (lambda rgb: rgb.tolist(), TypeError, "got a list"),
+    "a string": (lambda rgb: "lesion.jpg", TypeError, "got a str"),
+    "PIL 16-bit": (lambda rgb: Image.fromarray(rgb[..., 0].astype(np.uint16) * 257), ValueError,
+                   "a PIL image of mode I;16"),
+    "too long": (lambda rgb: np.zeros((2, 20_000, 3), np.uint8), ValueError, "longer than the limit of 16,384"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_IMAGES))
+def test_images_are_checked_at_the_door(tiny_model: Path, sample_data: Path, name: str) -> None:
+    make, error, words = BAD_IMAGES[name]
+    bad = make(sample_images(sample_data, 1)[0])
+    segmenter = Segmenter.from_file(tiny_model, device="cpu")
+    gradient = Gradient(load_config(None), postprocess=[])  # only predict_proba_batch: the base class checks
+    for call in (segmenter.predict, segmenter.predict_proba, lambda image: segmenter.predict_proba_batch([image]),
+                 lambda image: segmenter.predict_views_batch([image]),
+                 lambda image: Ensemble([segmenter]).predict_proba_batch([image]), gradient.predict,
+                 lambda image: gradient.predict_views_batch([image])):
+        with pytest.raises(error) as caught:
+            call(bad)
+        message = str(caught.value)
+        assert words in message and "\n" not in message, message
+
+
+def test_a_batch_must_be_a_list_of_images(tiny_model: Path, sample_data: Path) -> None:
+    segmenter = Segmenter.from_file(tiny_model, device="cpu")
+    image = sample_images(sample_data, 1)[0]
+    with pytest.raises(TypeError, match=r"of shape \(256, 256, 3\) \(for one image, use predict_proba"):
+        segmenter.predict_proba_batch(image)
+    stacked = segmenter.predict_proba_batch(np.stack([image, image]))  # (N, H, W, 3) is a batch
+    np.testing.assert_allclose(stacked[1], segmenter.predict_proba(image), atol=1e-6)
+
+
+def test_clearly_defined_inputs_are_converted(tiny_model: Path, sample_data: Path, tmp_path: Path) -> None:
+    from PIL import Image as PILImage
+
+    segmenter = Segmenter.from_file(tiny_model, device="cpu")
+    rgb = sample_images(sample_data, 1)[0]
+    gray = rgb[..., 1]
+    expected_gray = segmenter.predict_proba(np.repeat(gray[..., None], 3, axis=2))
+    np.testing.assert_array_equal(segmenter.predict_proba(gray), expected_gray)
+    np.testing.assert_array_equal(segmenter.predict_proba(gray[..., None]), expected_gray)
+    np.testing.assert_array_equal(segmenter.predict_proba(PILImage.fromarray(gray)), expected_gray)
+    np.testing.assert_array_equal(segmenter.predict_proba(PILImage.fromarray(rgb)), segmenter.predict_proba(rgb))
+    # RGBA: composited on black, the pixels read_image gives for the same PNG file.
+    alpha = np.linspace(0, 255, rgb.shape[1]).astype(np.uint8)[None, :].repeat(rgb.shape[0], axis=0)
+    rgba = np.dstack([rgb, alpha])
+    PILImage.fromarray(rgba, "RGBA").save(path := tmp_path / "alpha.png")
+    np.testing.assert_array_equal(segmenter.predict_proba(rgba), segmenter.predict_proba(read_image(path)))
+    opaque = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    np.testing.assert_array_equal(segmenter.predict_proba(opaque), segmenter.predict_proba(rgb))
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"batch_size": 0}, "batch_size must be a whole number of at least 1, got 0"),
+    ({"batch_size": -1}, "got -1"), ({"batch_size": 2.5}, "got 2.5"), ({"batch_size": True}, "got True"),
+    ({"tta": "no"}, "tta must be True, False or None, got 'no'"), ({"tta": 1}, "got 1"),
+    ({"postprocess": "fill_holes"}, "a list of step names"),
+])
+def test_bad_arguments_are_refused_before_anything_runs(tiny_model: Path, options: dict, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Segmenter.from_file(tiny_model, device="cpu", **options)
+    assert words in str(caught.value)
+    segmenter = Segmenter.from_file(tiny_model, device="cpu")
+    with pytest.raises(ConfigError, match=words.split(",")[0].split(" got")[0]):
+        Segmenter(segmenter.backend, segmenter.config, **options)
+
+
+def test_tta_off_stays_off_and_thresholds_are_checked(tiny_model: Path) -> None:
+    assert Segmenter.from_file(tiny_model, device="cpu", tta=False).tta is False
+    assert Segmenter.from_file(tiny_model, device="cpu", tta=np.bool_(True)).tta is True
+    for bad in (-0.1, 1.5, float("nan"), "0.5", True):
+        with pytest.raises(ConfigError, match="threshold must be a number from 0 to 1"):
+            Gradient(load_config(None), threshold=bad)
+    with pytest.raises(TypeError, match="a list of model files"):
+        Ensemble.from_files(str(tiny_model), device="cpu")

@@ -136,3 +136,23 @@ def test_an_over_budget_checkpoint_is_refused_from_its_memory_map(tmp_path: Path
     with pytest.raises(ModelFileError, match=rf"{path}: saved config: the network \(skinnet width 200, depth 7"):
         load_model(path)
     assert built == []
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("x.jpg", SAMPLE.read_bytes(), "not a model file (a JPEG image, by its content)"),
+    ("x.pt", SAMPLE.read_bytes(), "not a model file (a JPEG image, by its content)"),
+    ("notes.pt", b"weights: none\n", "neither safetensors, a PyTorch checkpoint nor ONNX"),
+    ("empty.pt", b"", "not a model file (an empty file"),
+    ("damaged.pt", b"\x80\x02garbage", "not a readable checkpoint, truncated or corrupt (the unpickler stopped"),
+])
+def test_a_file_that_is_no_model_is_named_without_torch_advice(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               name: str, content: bytes, words: str) -> None:
+    (path := tmp_path / name).write_bytes(content)
+    with pytest.raises(ModelFileError) as caught:
+        Segmenter.from_file(path, device="cpu")
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and words in message, message
+    assert "weights_only" not in message and "\n" not in message
+    assert main(["predict", str(SAMPLE), "--out", str(tmp_path / "out"), "--model", str(path)]) == 2
+    [line] = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert words in line and "weights_only" not in line
