@@ -14,6 +14,7 @@ from typing import Any
 
 from skinnet.batch.local import ProgressBar, Reader, run_local
 from skinnet.batch.manifest import run_identity
+from skinnet.batch.merge import RUN_KEY
 from skinnet.batch.shard import Shard, shard_table
 from skinnet.batch.store import OutputStore
 from skinnet.batch.writers import OutputWriter, mask_name, standard_writers
@@ -110,13 +111,16 @@ def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: s
     report.failed = [line for _, line in duplicates] + [str(errors[item.id]) for item in todo
                                                         if errors.get(item.id)]
     if table is not None:
-        write_table(table, images, store, errors)
+        write_table(table, images, store, errors, store.key if shard else None)
     return report
 
 
 def write_table(path: Path, images: list[tuple[str, Path]], store: OutputStore,
-                errors: dict[str, str | None]) -> None:
-    """One row per image of the run, sorted by ID: done (from the journal) or failed (with the reason)."""
+                errors: dict[str, str | None], run_key: str | None = None) -> None:
+    """One row per image of the run, sorted by ID: done (from the journal) or failed (with the reason).
+
+    A shard's table also names the run that wrote it in a ``run_key`` column (checked by merge-shards).
+    """
     records = store.records()
     rows: list[dict[str, Any]] = []
     for image_id, image in sorted(images):
@@ -127,5 +131,8 @@ def write_table(path: Path, images: list[tuple[str, Path]], store: OutputStore,
             rows.append({**record["fields"], "id": image_id, "image": str(image), "status": "ok",
                          "reason": ""})
     columns = list(dict.fromkeys(TABLE_COLUMNS + [key for row in rows for key in row]))
+    if run_key is not None:
+        rows = [{**row, RUN_KEY: run_key} for row in rows]
+        columns.append(RUN_KEY)
     write_csv(path, rows, columns)
 

@@ -16,7 +16,7 @@ from skinnet.config import ConfigError
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from skinnet.batch.run import predict_files
-    from skinnet.batch.shard import Shard
+    from skinnet.batch.shard import Shard, shard_table
     from skinnet.batch.writers import predict_outputs, write_measurements
     from skinnet.devices import resolve_device
     from skinnet.inference.model_spec import ModelSpec
@@ -27,7 +27,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     steps = tuple(step for step in args.postprocess.split(",") if step != "none")
     postprocess = None if args.postprocess == "saved" else steps
     tta = {"saved": None, "on": True, "off": False}[args.tta]
-    shard = Shard.parse(args.shard) if args.shard else None
+    shard = Shard.parse(args.shard) if args.shard is not None else None
+    # a sharded run writes its own measurement table too, merged by merge-shards like predictions.csv
+    measurements = shard_table(Path(args.measurements), shard) if args.measurements else None
     backend = backend_of(args)
     batch_size = args.batch_size or (8 if backend == "torch" and resolve_device(args.device).type == "cuda" else 1)
     # with --run, the fold models of a cross-validation run, their probabilities averaged
@@ -61,10 +63,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
               "(--overwrite recomputes them)", file=sys.stderr)
     if report.table is not None and shard is not None:
         print(f"shard {shard.index}/{shard.count}: table {report.table}; once every shard is done: "
-              f"skinnet merge-shards {Path(args.out) / 'predictions.csv'}", file=sys.stderr)
-    if args.measurements and report.table is not None:
-        rows = write_measurements(report.table, args.measurements)
-        print(f"measurements of {rows} images: {args.measurements}", file=sys.stderr)
+              f"skinnet merge-shards {Path(args.out) / 'predictions.csv'}"
+              f"{f' {args.measurements}' if args.measurements else ''}", file=sys.stderr)
+    if measurements and report.table is not None:
+        rows = write_measurements(report.table, measurements)
+        print(f"measurements of {rows} images: {measurements}", file=sys.stderr)
     return report_problems(report.failed)
 
 
@@ -138,7 +141,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                               "needs pip install 'skinnet[cluster]' (docs/how-to/archive_prediction.md)")
     predict.add_argument("--measurements", metavar="CSV",
                          help="write one row per image: every measurement with its unit (mm where the pixel "
-                              "spacing is known), the confidence and its flag, the model file and SHA-256")
+                              "spacing is known), the confidence and its flag, the model file and SHA-256; with "
+                              "--shard K/N into CSV's shard-K-of-N table (see merge-shards)")
     predict.add_argument("--pixel-spacing", type=pixel_spacing, metavar="MM",
                          help="mm per pixel (or ROW,COLUMN) for images whose file gives none; a DICOM file's "
                               "own PixelSpacing wins")
@@ -154,8 +158,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     merge = sub.add_parser("merge-shards", help="combine the per-shard tables of a sharded predict run")
     merge.add_argument("tables", nargs="+", metavar="TABLE",
-                       help="the whole run's table to write, e.g. OUT/predictions.csv: merges the "
-                            "OUT/predictions.shard-K-of-N.csv beside it, checking that no shard is missing")
+                       help="the whole run's table to write, e.g. OUT/predictions.csv or the --measurements CSV: "
+                            "merges the OUT/predictions.shard-K-of-N.csv beside it, checking that no shard is "
+                            "missing and that all come from one run (one model and options)")
     merge.set_defaults(func=cmd_merge_shards)
 
     export = sub.add_parser("export", help="export a model to ONNX (dynamic batch and image size)")

@@ -58,3 +58,17 @@ def test_predict_int8_runs_the_cached_int8_copy_and_says_so(tmp_path: Path, samp
                  "--backend", "torch"]) == 2
     assert capsys.readouterr().err.strip().endswith("skinnet predict: error: int8 runs on ONNX Runtime: use the "
                                                     "onnx backend (--backend onnx)")
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--shard", ""], "--shard '': expected K/N, e.g. 1/4 (shard 1 of 4)"),
+    (["--shard", "1/1000000000"], "shard 1/1000000000: N must be between 1 and 100,000"),
+])
+def test_an_empty_shard_and_batch_sizes_out_of_bounds_are_one_line(option: list[str], message: str, tmp_path: Path,
+                                                                   sample_data: Path, tiny_model: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    image = sorted((sample_data / "images").glob("*.jpg"))[0]
+    assert main(["predict", str(image), "--out", str(tmp_path / "out"), "--model", str(tiny_model), *option]) == 2
+    err = capsys.readouterr().err
+    assert err == f"skinnet predict: error: {message}\n" or err.startswith(f"skinnet predict: error: {message}")
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()
