@@ -88,11 +88,13 @@ def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: s
     """
     out_dir = Path(out_dir)
     writers = standard_writers(with_overlay, with_probability) if writers is None else list(writers)
-    images, duplicates = unique_images(find_images(inputs))
+    store = OutputStore(out_dir, writers, run_identity(segmenter, writers))
+    paths = find_images(inputs)
+    outputs = store.outputs_among(paths)  # --out inside an input folder: last run's overlays are no images
+    images, duplicates = unique_images(path for path in paths if path not in outputs)
     if shard is not None:
         images = [(image_id, path) for image_id, path in images if shard.owns(image_id)]
         duplicates = [(image_id, line) for image_id, line in duplicates if shard.owns(image_id)]
-    store = OutputStore(out_dir, writers, run_identity(segmenter, writers))
     table = shard_table(out_dir / TABLE, shard) if store.key else None
     todo, skipped = store.plan(images, resume, extra_files=[table.name] if table else [])
     bar = ProgressBar(len(todo), progress)
