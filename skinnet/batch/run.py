@@ -18,9 +18,12 @@ from skinnet.batch.merge import RUN_KEY
 from skinnet.batch.shard import Shard, shard_table
 from skinnet.batch.store import OutputStore
 from skinnet.batch.writers import OutputWriter, mask_name, standard_writers
+from skinnet.budget import MAX_BATCH_BYTES, MAX_BATCH_SIZE, network_cost
+from skinnet.config import ConfigError
 from skinnet.data.io import read_image, write_csv
 from skinnet.data.layout import find_images
 from skinnet.inference.predictor import Predictor
+from skinnet.inference.segmenter import FLIPS
 
 __all__ = ["TABLE", "PredictionReport", "mask_name", "predict_files"]
 
@@ -88,6 +91,7 @@ def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: s
     """
     out_dir = Path(out_dir)
     writers = standard_writers(with_overlay, with_probability) if writers is None else list(writers)
+    check_batch_size(segmenter, batch_size)
     store = OutputStore(out_dir, writers, run_identity(segmenter, writers))
     paths = find_images(inputs)
     outputs = store.outputs_among(paths)  # --out inside an input folder: last run's overlays are no images
@@ -115,6 +119,40 @@ def predict_files(segmenter: Predictor, inputs: Iterable[str | Path], out_dir: s
     if table is not None:
         write_table(table, images, store, errors, store.key if shard else None)
     return report
+
+
+def max_batch_size(predictor: Predictor) -> int:
+    """The largest batch whose forward pass needs at most :data:`~skinnet.budget.MAX_BATCH_BYTES` of
+    activations: each image's, measured as :func:`~skinnet.budget.network_cost` does, times its flip views
+    with TTA (the most costly member of an ensemble, which runs them one by one); at most
+    :data:`~skinnet.budget.MAX_BATCH_SIZE`."""
+    per_image = 0
+    for member in getattr(predictor, "members", [predictor]):
+        try:
+            cost = network_cost(member.config).activation_bytes
+        except Exception:  # a predictor whose config builds no skinnet network: only the count applies
+            continue
+        per_image = max(per_image, cost * (len(FLIPS) if getattr(member, "tta", False) else 1))
+    return max(1, min(MAX_BATCH_SIZE, MAX_BATCH_BYTES // per_image if per_image else MAX_BATCH_SIZE))
+
+
+def check_batch_size(predictor: Predictor | None, batch_size: int) -> None:
+    """Refuse a batch of more than :data:`~skinnet.budget.MAX_BATCH_SIZE` images, or more than
+    :func:`max_batch_size` allows ``predictor`` (``None``: the count alone, before a model is loaded).
+
+    Raises:
+        ConfigError: one line naming the batch size, what it would need and the largest allowed.
+    """
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ConfigError(f"--batch-size {str(batch_size)[:30]}: allowed 1 to {MAX_BATCH_SIZE:,} images per "
+                          "forward pass")
+    if predictor is None or batch_size == 1:
+        return
+    allowed = max_batch_size(predictor)
+    if batch_size > allowed:
+        raise ConfigError(f"--batch-size {batch_size}: a forward pass of {batch_size} images would need more "
+                          f"than the limit of {MAX_BATCH_BYTES / 1e9:g} GB of activations; this model allows "
+                          f"at most {allowed}")
 
 
 def write_table(path: Path, images: list[tuple[str, Path]], store: OutputStore,

@@ -15,7 +15,7 @@ from skinnet.config import ConfigError
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from skinnet.batch.run import predict_files
+    from skinnet.batch.run import check_batch_size, max_batch_size, predict_files
     from skinnet.batch.shard import Shard, shard_table
     from skinnet.batch.writers import predict_outputs, write_measurements
     from skinnet.devices import resolve_device
@@ -31,6 +31,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # a sharded run writes its own measurement table too, merged by merge-shards like predictions.csv
     measurements = shard_table(Path(args.measurements), shard) if args.measurements else None
     backend = backend_of(args)
+    if args.batch_size:
+        check_batch_size(None, args.batch_size)  # the count, before a model is loaded
     batch_size = args.batch_size or (8 if backend == "torch" and resolve_device(args.device).type == "cuda" else 1)
     # with --run, the fold models of a cross-validation run, their probabilities averaged
     spec = ModelSpec(model=args.model, run=args.run, device=args.device, backend=backend, tta=tta,
@@ -39,6 +41,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # the worker threads share the cores: by default each network call gets an equal share of them
     cores = max(1, (os.cpu_count() or 1) // args.workers)
     segmenter = spec.load() if args.threads or args.dask else replace(spec, threads=cores).load()
+    if not args.batch_size and batch_size > 1:  # the default batch, within what a large network allows
+        batch_size = min(batch_size, max_batch_size(segmenter))
+        spec = replace(spec, batch_size=batch_size)
     engine = None
     if args.dask:
         from skinnet.batch.dask import DaskEngine
@@ -126,7 +131,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (torch backend)")
     predict.add_argument("--strict", action="store_true", help="stop at the first bad file")
     predict.add_argument("--batch-size", type=positive_int,
-                         help="images per forward pass (default: 8 on a GPU, 1 on the CPU)")
+                         help="images per forward pass (default: 8 on a GPU, 1 on the CPU; at most 4096, and "
+                              "as many as 64 GB of the network's activations allow)")
     predict.add_argument("--workers", type=positive_int, default=2,
                          help="threads that each take a batch from file to outputs, so that decoding and writing "
                               "overlap with the network (default 2; 1: one image after another)")

@@ -11,6 +11,8 @@ from PIL import Image
 from skinnet.cli import main
 from skinnet.data.io import read_mask
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def test_model_and_run_together_are_refused(tmp_path: Path, sample_data: Path, tiny_model: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
@@ -63,6 +65,8 @@ def test_predict_int8_runs_the_cached_int8_copy_and_says_so(tmp_path: Path, samp
 @pytest.mark.parametrize(("option", "message"), [
     (["--shard", ""], "--shard '': expected K/N, e.g. 1/4 (shard 1 of 4)"),
     (["--shard", "1/1000000000"], "shard 1/1000000000: N must be between 1 and 100,000"),
+    (["--batch-size", "99999999999999999999"], "--batch-size 99999999999999999999: allowed 1 to 4,096 images"),
+    (["--batch-size", "1000000"], "--batch-size 1000000: allowed 1 to 4,096 images per forward pass"),
 ])
 def test_an_empty_shard_and_batch_sizes_out_of_bounds_are_one_line(option: list[str], message: str, tmp_path: Path,
                                                                    sample_data: Path, tiny_model: Path,
@@ -72,3 +76,18 @@ def test_an_empty_shard_and_batch_sizes_out_of_bounds_are_one_line(option: list[
     err = capsys.readouterr().err
     assert err == f"skinnet predict: error: {message}\n" or err.startswith(f"skinnet predict: error: {message}")
     assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_the_batch_size_is_bounded_by_the_memory_of_one_forward_pass() -> None:
+    from skinnet.batch.run import check_batch_size, max_batch_size
+    from skinnet.config import ConfigError, load_config
+    from skinnet.inference.segmenter import Segmenter
+
+    config = load_config(REPO / "configs" / "isic2017_paper.yaml", [])  # width 32 at 512 px: 1.26 GB an image
+    paper = Segmenter(lambda batch: batch[:, 0], config, tta=True)  # an engine that is never run
+    assert max_batch_size(paper) == 12  # 64 GB / (4 flip views x 1.26 GB)
+    check_batch_size(paper, 12)
+    with pytest.raises(ConfigError, match=r"--batch-size 13: a forward pass of 13 images would need more than the "
+                                          r"limit of 64 GB of activations; this model allows at most 12"):
+        check_batch_size(paper, 13)
+    assert max_batch_size(Segmenter(lambda batch: batch[:, 0], config, tta=False)) == 50
