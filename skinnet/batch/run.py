@@ -14,12 +14,15 @@ from typing import Any
 
 from skinnet.batch.local import Executor, LocalExecutor, ProgressBar, Reader
 from skinnet.batch.manifest import run_identity
+from skinnet.batch.merge import RUN_KEY
 from skinnet.batch.shard import TABLE, Shard, shard_table
 from skinnet.batch.store import OutputStore
 from skinnet.batch.writers import OutputWriter, standard_writers
+from skinnet.config import ConfigError
 from skinnet.data.io import read_image, write_csv
 from skinnet.data.layout import find_images
-from skinnet.inference.predictor import Predictor
+from skinnet.inference.predictor import FLIPS, Predictor
+from skinnet.networks.budget import MAX_BATCH_BYTES, MAX_BATCH_SIZE, network_cost
 
 TABLE_COLUMNS = ["id", "image", "status", "reason"]
 
@@ -88,14 +91,17 @@ def predict_files(predictor: Predictor, inputs: Iterable[str | Path], out_dir: s
     """
     out_dir = Path(out_dir)
     writers = standard_writers(with_overlay, with_probability) if writers is None else list(writers)
-    images, duplicates = unique_images(find_images(inputs))
-    if shard is not None:
-        images = [(image_id, path) for image_id, path in images if shard.owns(image_id)]
-        duplicates = [(image_id, line) for image_id, line in duplicates if shard.owns(image_id)]
+    check_batch_size(predictor, batch_size)
     identity = run_identity(predictor, writers)
     if identity is not None and hasattr(reader, "identity"):  # a reader that changes the outputs (JPEG drafts)
         identity["input"] = reader.identity()
     store = OutputStore(out_dir, writers, identity)
+    paths = find_images(inputs)
+    outputs = store.outputs_among(paths)  # --out inside an input folder: last run's overlays are no images
+    images, duplicates = unique_images(path for path in paths if path not in outputs)
+    if shard is not None:
+        images = [(image_id, path) for image_id, path in images if shard.owns(image_id)]
+        duplicates = [(image_id, line) for image_id, line in duplicates if shard.owns(image_id)]
     table = shard_table(out_dir / TABLE, shard) if store.key else None
     todo, skipped = store.plan(images, resume, extra_files=[table.name] if table else [])
     bar = ProgressBar(len(todo), progress)
@@ -112,13 +118,50 @@ def predict_files(predictor: Predictor, inputs: Iterable[str | Path], out_dir: s
     report.failed = [line for _, line in duplicates] + [str(errors[item.id]) for item in todo
                                                         if errors.get(item.id)]
     if table is not None:
-        write_table(table, images, store, errors)
+        write_table(table, images, store, errors, store.key if shard else None)
     return report
 
 
+def max_batch_size(predictor: Predictor) -> int:
+    """The largest batch whose forward pass needs at most :data:`~skinnet.networks.budget.MAX_BATCH_BYTES` of
+    activations: each image's, measured as :func:`~skinnet.networks.budget.network_cost` does, times its flip views
+    with TTA (the most costly member of an ensemble, which runs them one by one); at most
+    :data:`~skinnet.networks.budget.MAX_BATCH_SIZE`."""
+    per_image = 0
+    for member in getattr(predictor, "members", [predictor]):
+        try:
+            cost = network_cost(member.config).activation_bytes
+        except Exception:  # a predictor whose config builds no skinnet network: only the count applies
+            continue
+        per_image = max(per_image, cost * (len(FLIPS) if getattr(member, "tta", False) else 1))
+    return max(1, min(MAX_BATCH_SIZE, MAX_BATCH_BYTES // per_image if per_image else MAX_BATCH_SIZE))
+
+
+def check_batch_size(predictor: Predictor | None, batch_size: int) -> None:
+    """Refuse a batch of more than :data:`~skinnet.networks.budget.MAX_BATCH_SIZE` images, or more than
+    :func:`max_batch_size` allows ``predictor`` (``None``: the count alone, before a model is loaded).
+
+    Raises:
+        ConfigError: one line naming the batch size, what it would need and the largest allowed.
+    """
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ConfigError(f"--batch-size {str(batch_size)[:30]}: allowed 1 to {MAX_BATCH_SIZE:,} images per "
+                          "forward pass")
+    if predictor is None or batch_size == 1:
+        return
+    allowed = max_batch_size(predictor)
+    if batch_size > allowed:
+        raise ConfigError(f"--batch-size {batch_size}: a forward pass of {batch_size} images would need more "
+                          f"than the limit of {MAX_BATCH_BYTES / 1e9:g} GB of activations; this model allows "
+                          f"at most {allowed}")
+
+
 def write_table(path: Path, images: list[tuple[str, Path]], store: OutputStore,
-                errors: dict[str, str | None]) -> None:
-    """One row per image of the run, sorted by ID: done (from the journal) or failed (with the reason)."""
+                errors: dict[str, str | None], run_key: str | None = None) -> None:
+    """One row per image of the run, sorted by ID: done (from the journal) or failed (with the reason).
+
+    A shard's table also names the run that wrote it in a ``run_key`` column (checked by merge-shards).
+    """
     records = store.records()
     rows: list[dict[str, Any]] = []
     for image_id, image in sorted(images):
@@ -129,5 +172,8 @@ def write_table(path: Path, images: list[tuple[str, Path]], store: OutputStore,
             rows.append({**record["fields"], "id": image_id, "image": str(image), "status": "ok",
                          "reason": ""})
     columns = list(dict.fromkeys(TABLE_COLUMNS + [key for row in rows for key in row]))
+    if run_key is not None:
+        rows = [{**row, RUN_KEY: run_key} for row in rows]
+        columns.append(RUN_KEY)
     write_csv(path, rows, columns)
 

@@ -15,6 +15,9 @@ from pathlib import Path
 from skinnet.config import ConfigError
 
 TABLE = "predictions.csv"  # a run's table, one row per image; a shard's is shard_table(TABLE, shard)
+# More shards than images in any archive would leave most of them empty, and merge-shards looks for each
+# one's table; 100,000 shards of a 10-million-image archive still hold 100 images each.
+MAX_SHARDS = 100_000
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class Shard:
     count: int
 
     def __post_init__(self) -> None:
+        if not 1 <= self.count <= MAX_SHARDS:
+            raise ConfigError(f"shard {self.index}/{self.count}: N must be between 1 and {MAX_SHARDS:,}")
         if not 1 <= self.index <= self.count:
             raise ConfigError(f"shard {self.index}/{self.count}: K must be between 1 and N")
 
@@ -33,12 +38,18 @@ class Shard:
         """``"2/8"`` → shard 2 of 8.
 
         Raises:
-            ConfigError: not of the form ``K/N`` with ``1 <= K <= N``.
+            ConfigError: not of the form ``K/N`` with ``1 <= K <= N <=`` :data:`MAX_SHARDS`.
         """
-        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        match = re.fullmatch(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*", text)
         if not match:
             raise ConfigError(f"--shard {text!r}: expected K/N, e.g. 1/4 (shard 1 of 4)")
-        return cls(int(match.group(1)), int(match.group(2)))
+        index, count = match.groups()
+        if max(len(index.lstrip("0")), len(count.lstrip("0"))) > 12:  # never convert a number of 5,000 digits
+            shown = "/".join(part if len(part) <= 12 else part[:12] + "..." for part in (index, count))
+            which = f"N must be between 1 and {MAX_SHARDS:,}" if len(count.lstrip("0")) > 12 else \
+                "K must be between 1 and N"
+            raise ConfigError(f"shard {shown}: {which}")
+        return cls(int(index), int(count))
 
     def owns(self, image_id: str) -> bool:
         """Whether ``image_id`` belongs to this shard."""

@@ -234,10 +234,13 @@ def write_measurements(table: str | Path, out: str | Path) -> int:
     """Write the one-row-per-image measurement table ``out`` from a run's table (``predictions.csv``).
 
     Images that failed are left out (the run lists them); images an earlier run of the same model finished
-    are in, from its journal. Returns the number of rows.
+    are in, from its journal. A shard's table (``predictions.shard-K-of-N.csv``) names its run in a
+    ``run_key`` column: so does the measurement table then, for merge-shards. Returns the number of rows.
     """
-    rows = [row for row in read_csv(table)[1] if row.get("status") == "ok"]
-    out_rows = [{"id": row["id"], "file": row.get("image", ""), **{key: row.get(key, "") for key in ROW_FIELDS}}
-                for row in rows]
-    write_csv(out, out_rows, TABLE_FIELDS)
+    columns, rows = read_csv(table)
+    key = ["run_key"] if "run_key" in columns else []
+    out_rows = [{"id": row["id"], "file": row.get("image", ""),
+                 **{name: row.get(name, "") for name in [*ROW_FIELDS, *key]}}
+                for row in rows if row.get("status") == "ok"]
+    write_csv(out, out_rows, [*TABLE_FIELDS, *key])
     return len(out_rows)

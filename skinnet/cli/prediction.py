@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # the library is imported inside the commands, so that --help
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from skinnet.batch.run import predict_files
-    from skinnet.batch.shard import Shard
+    from skinnet.batch.run import check_batch_size, max_batch_size, predict_files
+    from skinnet.batch.shard import Shard, shard_table
     from skinnet.batch.writers import write_measurements
     from skinnet.devices import resolve_device
     from skinnet.inference.model_spec import ModelSpec
@@ -37,7 +37,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     steps = tuple(step for step in args.postprocess.split(",") if step != "none")
     postprocess = None if args.postprocess == "saved" else steps
     tta = {"saved": None, "on": True, "off": False}[args.tta]
-    shard = Shard.parse(args.shard) if args.shard else None
+    shard = Shard.parse(args.shard) if args.shard is not None else None
+    # a sharded run writes its own measurement table too, merged by merge-shards like predictions.csv
+    measurements = shard_table(Path(args.measurements), shard) if args.measurements else None
+    if args.batch_size:
+        check_batch_size(None, args.batch_size)  # the count, before a model is loaded
     # resolved here, once, so that cluster workers run what the manifest records
     runtime = choose_runtime(None if args.run else model_path(args.model), args.backend,
                              args.precision, args.device)
@@ -53,6 +57,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # the worker threads share the cores: by default each network call gets an equal share of them
     cores = max(1, (os.cpu_count() or 1) // args.workers)
     segmenter = spec.load() if args.threads or args.dask else replace(spec, threads=cores).load()
+    if not args.batch_size and batch_size > 1:  # the default batch, within what a large network allows
+        batch_size = min(batch_size, max_batch_size(segmenter))
+        spec = replace(spec, batch_size=batch_size)
     executor = None  # the local one, of args.workers threads
     if args.dask:
         from skinnet.batch.dask import DaskExecutor
@@ -101,10 +108,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
               "(--overwrite recomputes them)", file=sys.stderr)
     if report.table is not None and shard is not None:
         print(f"shard {shard.index}/{shard.count}: table {report.table}; once every shard is done: "
-              f"skinnet merge-shards {Path(args.out) / TABLE}", file=sys.stderr)
-    if args.measurements and report.table is not None:
-        rows = write_measurements(report.table, args.measurements)
-        print(f"measurements of {rows} images: {args.measurements}", file=sys.stderr)
+              f"skinnet merge-shards {Path(args.out) / TABLE}"
+              f"{f' {args.measurements}' if args.measurements else ''}", file=sys.stderr)
+    if measurements and report.table is not None:
+        rows = write_measurements(report.table, measurements)
+        print(f"measurements of {rows} images: {measurements}", file=sys.stderr)
     return report_problems(report.failed)
 
 
@@ -270,7 +278,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     predict.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (torch backend)")
     predict.add_argument("--strict", action="store_true", help="stop at the first bad file")
     predict.add_argument("--batch-size", type=positive_int,
-                         help="images per forward pass (default: 8 on a GPU, 1 on the CPU)")
+                         help="images per forward pass (default: 8 on a GPU, 1 on the CPU; at most 4096, and "
+                              "as many as 64 GB of the network's activations allow)")
     predict.add_argument("--workers", type=positive_int, default=2,
                          help="workers that each take a batch from file to outputs, so that decoding and writing "
                               "overlap with the network (default 2; 1: one image after another)")
@@ -294,7 +303,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                               "needs pip install 'skinnet[cluster]' (docs/how-to/archive_prediction.md)")
     predict.add_argument("--measurements", metavar="CSV",
                          help="write one row per image: every measurement with its unit (mm where the pixel "
-                              "spacing is known), the confidence and its flag, the model file and SHA-256")
+                              "spacing is known), the confidence and its flag, the model file and SHA-256; with "
+                              "--shard K/N into CSV's shard-K-of-N table (see merge-shards)")
     predict.add_argument("--pixel-spacing", type=pixel_spacing, metavar="MM",
                          help="mm per pixel (or ROW,COLUMN) for images whose file gives none; a DICOM file's "
                               "own PixelSpacing wins")
@@ -316,9 +326,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     merge = sub.add_parser("merge-shards", help="combine the per-shard tables of a sharded predict run")
     merge.add_argument("tables", nargs="+", metavar="TABLE",
-                       help=f"the whole run's table to write, e.g. OUT/{TABLE}: merges the "
-                            f"OUT/{Path(TABLE).stem}.shard-K-of-N.csv beside it, checking that no shard is "
-                            "missing")
+                       help=f"the whole run's table to write, e.g. OUT/{TABLE} or the --measurements CSV: "
+                            f"merges the OUT/{Path(TABLE).stem}.shard-K-of-N.csv beside it, checking that no "
+                            "shard is missing and that all come from one run (one model and options)")
     merge.set_defaults(func=cmd_merge_shards)
 
     export = sub.add_parser("export", help="export a model to ONNX (dynamic batch and image size)")

@@ -19,6 +19,12 @@ MAX_PARAMETERS = 100_000_000
 # Sum of every layer's float32 output for one image: 1.26 GB for the paper's network at 512 px, 10 GB at
 # width 64 and 1024 px. It bounds a forward pass's peak from above (PyTorch frees outputs as it goes).
 MAX_ACTIVATION_BYTES = 8_000_000_000
+# One forward pass of a prediction batch: its images' summed layer outputs, times the flip views with TTA. An
+# upper bound of the pass's peak (inference frees outputs as it goes), so it is generous: the shipped network
+# (0.14 GB an image at 256 px, with TTA) allows batches of 115, the paper's at 512 px with TTA 12.
+MAX_BATCH_BYTES = 64_000_000_000
+# Images per forward pass whatever the network: the padding of a short batch alone grows with it.
+MAX_BATCH_SIZE = 4096
 
 
 @dataclass(frozen=True)

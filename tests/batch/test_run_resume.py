@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,84 @@ def test_files_with_the_same_id_are_reported_not_overwritten(images: Path, tiny_
     report = predict_files(segmenter, [images, twin], tmp_path / "out", resume=True)
     assert len(report.written) == 6
     assert report.failed == [f"{twin / first.name}: duplicate ID {first.stem!r} (also {first}); skipped"]
+
+
+class NoteWriter(writers.OutputWriter):
+    """A writer added later (the 'future writer' of the docs): ``<id>_note.txt``."""
+
+    def files(self, image_id: str) -> list[str]:
+        return [f"{image_id}_note.txt"]
+
+    def write(self, result: writers.ImageResult, out_dir: Path) -> None:
+        (out_dir / self.files(result.id)[0]).write_text("note")
+
+
+def test_a_new_key_deletes_every_output_the_old_journals_record_and_its_writers_do_not_write(
+        images: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = Segmenter.from_file(tiny_model, device="cpu", tta=False)
+    tta = Segmenter.from_file(tiny_model, device="cpu", tta=True)
+    ids = sorted(path.stem for path in images.iterdir())
+    old = [NoteWriter(), *writers.standard_writers(with_overlay=True, with_probability=True)]
+    predict_files(plain, [images], tmp_path, writers=old, resume=True)
+    assert len(list(tmp_path.glob("*_overlay.png"))) == len(list(tmp_path.glob("*_note.txt"))) == 6
+    real_write_mask = writers.write_mask
+
+    def write_mask(path: Path, mask: object) -> None:
+        if path.name.startswith(ids[0]):
+            raise Killed  # at the first image of the new key: the folder is claimed, nothing else is done
+        real_write_mask(path, mask)
+
+    monkeypatch.setattr(writers, "write_mask", write_mask)
+    with pytest.raises(Killed):
+        predict_files(tta, [images], tmp_path, resume=True, workers=1)  # masks only, another key
+    monkeypatch.undo()
+    # The old key's overlays, probabilities and notes are gone for all six images, not only the one begun:
+    # the new key's writers would never replace them, and the old journal that named them is void.
+    assert sorted(path.name for path in tmp_path.iterdir() if path.is_file()) == \
+        [*sorted(f"{key}_segmentation.png" for key in ids[1:]), "manifest.json", "predictions.csv"]
+    report = predict_files(tta, [images], tmp_path, resume=True)
+    assert len(report.written) == 6  # the old key's masks were not taken
+    predict_files(tta, [images], tmp_path / "fresh")
+    assert pngs(tmp_path) == pngs(tmp_path / "fresh")
+
+
+def test_the_journal_is_compacted_and_does_not_grow_with_every_overwrite(images: Path, tiny_model: Path,
+                                                                          tmp_path: Path) -> None:
+    segmenter = Segmenter.from_file(tiny_model, device="cpu")
+
+    def journal() -> tuple[int, int]:
+        files = list((tmp_path / JOURNALS).glob("*/*.jsonl"))
+        return len(files), sum(len(path.read_text().splitlines()) for path in files)
+
+    predict_files(segmenter, [images], tmp_path, resume=True)
+    for _ in range(4):
+        predict_files(segmenter, [images], tmp_path)  # --overwrite: every image again
+    assert journal() == (2, 12)  # the merged records (6) and the last run's (6), not 5 x 6
+    report = predict_files(segmenter, [images], tmp_path, resume=True)
+    assert len(report.skipped) == 6 and journal() == (1, 6)
+    [folder] = (tmp_path / JOURNALS).iterdir()
+    running = folder / "node7-4242-0a1b2c3d.jsonl"  # another process's, still open: never touched
+    running.write_text(json.dumps({"id": "ISIC_9999999", "files": [], "fields": {}}) + "\n")
+    predict_files(segmenter, [images], tmp_path)
+    predict_files(segmenter, [images], tmp_path)
+    assert running.is_file() and journal() == (3, 13)
+
+
+def test_outputs_in_an_input_folder_are_never_taken_as_inputs(images: Path, tiny_model: Path,
+                                                              tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    shutil.copytree(images, folder)
+    segmenter = Segmenter.from_file(tiny_model, device="cpu")
+    for options in ({"with_overlay": True}, {"with_overlay": True}, {"with_probability": True}, {}):
+        report = predict_files(segmenter, [folder], folder, **options, resume=True)
+        assert not report.failed and len(report.written) + len(report.skipped) == 6, report
+        rows = (folder / "predictions.csv").read_text().splitlines()
+        assert len(rows) == 7 and not list(folder.glob("*_overlay_*")) and not list(folder.glob("*_probability_*"))
+    explicit = sorted(folder.glob("*.*g"))  # named one by one (a shell glob: in/*.*g), the masks included
+    assert len(explicit) == 12
+    report = predict_files(Segmenter(*load_model(tiny_model), batch_size=1), explicit, folder)  # no journal
+    assert len(report.written) == 6 and not report.failed
+    assert not list(folder.glob("*_segmentation_segmentation*"))
 
 
 def test_every_journal_record_is_synced_before_the_files_it_claims(images: Path, tiny_model: Path, tmp_path: Path,

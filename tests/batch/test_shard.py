@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from skinnet.batch.shard import Shard, shard_number, shard_table
+from skinnet.batch.shard import MAX_SHARDS, Shard, shard_number, shard_table
 from skinnet.config import ConfigError
 
 IDS = st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=60, unique=True)
@@ -45,3 +45,11 @@ def test_shard_tables_are_named_after_the_shard() -> None:
     assert Shard.parse(" 2 / 8 ") == Shard(2, 8)
     assert shard_table(Path("out/predictions.csv"), Shard(2, 8)) == Path("out/predictions.shard-2-of-8.csv")
     assert shard_table(Path("out/predictions.csv"), None) == Path("out/predictions.csv")
+
+
+@pytest.mark.parametrize("text", ["1/100001", "1/1000000000", "1/" + "9" * 26, "1/" + "9" * 5000,
+                                  "9" * 5000 + "/2"])
+def test_n_is_bounded_and_huge_numbers_are_refused_at_once(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"(N must be between 1 and 100,000|K must be between 1 and N)"):
+        Shard.parse(text)
+    assert Shard.parse("100000/100000") == Shard(100000, MAX_SHARDS)

@@ -18,6 +18,8 @@ from skinnet.weights import default_model_path, packaged_int8_path
 needs_shipped = pytest.mark.skipif(default_model_path() is None or packaged_int8_path() is None,
                                    reason="no shipped model and int8 copy in skinnet/weights/")
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def test_model_and_run_together_are_refused(tmp_path: Path, sample_data: Path, tiny_model: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
@@ -173,3 +175,34 @@ def test_an_int8_export_that_disagrees_with_float32_is_reported(tiny_model: Path
                             "typical of the inputs\n")
     calibration = json.loads(quantize.int8_metadata(out)[quantize.CALIBRATION_KEY])
     assert calibration["seed"] == 3 and sorted(calibration["files"]) == sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--shard", ""], "--shard '': expected K/N, e.g. 1/4 (shard 1 of 4)"),
+    (["--shard", "1/1000000000"], "shard 1/1000000000: N must be between 1 and 100,000"),
+    (["--batch-size", "99999999999999999999"], "--batch-size 99999999999999999999: allowed 1 to 4,096 images"),
+    (["--batch-size", "1000000"], "--batch-size 1000000: allowed 1 to 4,096 images per forward pass"),
+])
+def test_an_empty_shard_and_batch_sizes_out_of_bounds_are_one_line(option: list[str], message: str, tmp_path: Path,
+                                                                   sample_data: Path, tiny_model: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    image = sorted((sample_data / "images").glob("*.jpg"))[0]
+    assert main(["predict", str(image), "--out", str(tmp_path / "out"), "--model", str(tiny_model), *option]) == 2
+    err = capsys.readouterr().err
+    assert err == f"skinnet predict: error: {message}\n" or err.startswith(f"skinnet predict: error: {message}")
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_the_batch_size_is_bounded_by_the_memory_of_one_forward_pass() -> None:
+    from skinnet.batch.run import check_batch_size, max_batch_size
+    from skinnet.config import ConfigError, load_config
+    from skinnet.inference.segmenter import Segmenter
+
+    config = load_config(REPO / "configs" / "isic2017_paper.yaml", [])  # width 32 at 512 px: 1.26 GB an image
+    paper = Segmenter(lambda batch: batch[:, 0], config, tta=True)  # an engine that is never run
+    assert max_batch_size(paper) == 12  # 64 GB / (4 flip views x 1.26 GB)
+    check_batch_size(paper, 12)
+    with pytest.raises(ConfigError, match=r"--batch-size 13: a forward pass of 13 images would need more than the "
+                                          r"limit of 64 GB of activations; this model allows at most 12"):
+        check_batch_size(paper, 13)
+    assert max_batch_size(Segmenter(lambda batch: batch[:, 0], config, tta=False)) == 50

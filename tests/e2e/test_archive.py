@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,3 +132,40 @@ def test_shards_one_and_two_of_two_together_give_exactly_the_single_run_outputs(
     assert merged.returncode == 0 and f"{IMAGES + 1} rows" in merged.stdout, merged.stderr
     made = {name: data for name, data in outputs(out).items() if ".shard-" not in name}
     assert made == outputs(reference)
+
+
+@pytest.mark.slow
+def test_shards_at_once_with_measurements_merge_to_the_single_run_tables_and_never_mix_runs(
+        archive: Path, options: list[str], tmp_path: Path) -> None:
+    subset = tmp_path / "in"
+    subset.mkdir()
+    for path in sorted(archive.glob("arch_0*.jpg"))[:16]:
+        shutil.copy(path, subset)
+    single = tmp_path / "single"
+    result = subprocess.run(command("predict", subset, "--out", single, "--measurements", tmp_path / "single.csv",
+                                    *options), capture_output=True, text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out, measurements = tmp_path / "sharded", tmp_path / "m.csv"
+    shards = [subprocess.Popen(command("predict", subset, "--out", out, "--shard", shard, "--measurements",
+                                       measurements, *options), env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True) for shard in ("1/2", "2/2")]  # at once
+    for shard in shards:
+        _, err = shard.communicate(timeout=600)
+        assert shard.returncode == 0, err[-2000:]
+        assert f"merge-shards {out / 'predictions.csv'} {measurements}" in err
+    assert not measurements.exists()  # each shard wrote its own table: none overwrote the other's
+    assert {path.name for path in tmp_path.glob("m.*.csv")} == {"m.shard-1-of-2.csv", "m.shard-2-of-2.csv"}
+    merged = subprocess.run(command("merge-shards", out / "predictions.csv", measurements), capture_output=True,
+                            text=True, env=ENV, timeout=120)
+    assert merged.returncode == 0 and merged.stdout.count(": 16 rows") == 2, merged.stderr
+    assert measurements.read_bytes() == (tmp_path / "single.csv").read_bytes()
+    assert (out / "predictions.csv").read_bytes() == (single / "predictions.csv").read_bytes()
+
+    # Shard 2 again with other options: its outputs and table are another run's, and the merge says so.
+    result = subprocess.run(command("predict", subset, "--out", out, "--shard", "2/2", "--tta", "on", *options),
+                            capture_output=True, text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    merged = subprocess.run(command("merge-shards", out / "predictions.csv"), capture_output=True, text=True,
+                            env=ENV, timeout=120)
+    assert merged.returncode == 2 and merged.stderr.count("\n") == 1, merged.stderr
+    assert "shard tables of different runs: predictions.shard-1-of-2.csv was written by run " in merged.stderr
