@@ -14,7 +14,15 @@ import torch
 from dicom_factory import edit_dicom, set_raw, with_transfer_syntax
 
 from skinnet.batch.run import predict_files
-from skinnet.batch.writers import MaskWriter, OutputWriter, predict_outputs
+from skinnet.batch.writers import (
+    DicomSegWriter,
+    FindingsWriter,
+    MaskWriter,
+    OutputWriter,
+    read_seg_source,
+    standard_writers,
+)
+from skinnet.clinical.findings import ModelInfo
 from skinnet.config import load_config
 from skinnet.data.io import InputError, read_image
 from skinnet.inference.segmenter import Segmenter
@@ -66,7 +74,9 @@ def test_malformed_dicoms_fail_one_line_each_and_every_resume_goes_on(segmenter:
     make_dicom(inputs / "good.dcm", rgb)
     for name, (damage, _) in BAD.items():
         damage(make_dicom(inputs / f"{name}.dcm", rgb))
-    writers, reader = predict_outputs(segmenter, measurements=True, dicom_seg=True)
+    # what `skinnet predict --measurements T --dicom-seg` runs (skinnet.cli.prediction.predict_writers)
+    writers = [FindingsWriter(segmenter), DicomSegWriter(ModelInfo.of(segmenter)), *standard_writers()]
+    reader = read_seg_source
     for attempt in range(2):  # the run, then a resume: neither stops at a bad file
         report = predict_files(segmenter, [inputs], out, writers=writers, reader=reader, resume=True)
         assert report.skipped == ([] if attempt == 0 else ["good"])

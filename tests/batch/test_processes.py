@@ -80,7 +80,7 @@ def test_masks_made_on_the_device_and_an_ensemble_in_the_main_process_give_the_s
 def test_small_runs_strict_runs_and_measurement_runs_use_threads(images: Path, tiny_model: Path,
                                                                 tmp_path: Path) -> None:
     from skinnet.batch.store import OutputStore
-    from skinnet.batch.writers import predict_outputs
+    from skinnet.batch.writers import FindingsWriter, standard_writers
     from skinnet.data.io import InputError
 
     spec = ModelSpec(model=str(tiny_model), device="cpu", threads=1)
@@ -91,7 +91,7 @@ def test_small_runs_strict_runs_and_measurement_runs_use_threads(images: Path, t
     with pytest.raises(InputError):
         predict_files(segmenter, [images], tmp_path / "strict", executor=ProcessExecutor(segmenter, spec, 2),
                       strict=True)
-    writers, _ = predict_outputs(segmenter, measurements=True, spec=spec)
+    writers = [FindingsWriter(segmenter), *standard_writers()]  # what --measurements adds
     assert ProcessExecutor(segmenter, spec, 2).layout(OutputStore(tmp_path, writers, None)) is None
 
 
