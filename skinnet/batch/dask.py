@@ -11,14 +11,18 @@ fails only its own chunk: both are reported in the run's summary while the other
 from __future__ import annotations
 
 import copy
+import json
+import re
 import threading
 from collections.abc import Sequence
+from concurrent.futures import CancelledError
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from skinnet.batch.local import OnDone, Outcome, Reader, run_local
 from skinnet.batch.store import OutputStore, WorkItem
+from skinnet.config import ConfigError
 from skinnet.data.io import InputError
 from skinnet.extras import require
 from skinnet.inference.model_spec import ModelSpec
@@ -60,6 +64,36 @@ def predict_chunk(spec: ModelSpec, items: Sequence[WorkItem], store: OutputStore
     return [Outcome(image_id) for image_id in sorted(finished)] + outcomes
 
 
+def scheduler_address(text: str) -> str:
+    """The scheduler address that ``--dask`` names: an address (``tcp://host:8786``, ``host:8786``) as it
+    is, or the ``address`` of a scheduler file (JSON, as ``dask scheduler --scheduler-file`` writes).
+
+    Raises:
+        ConfigError: neither an address nor a readable scheduler file with an address, in one line.
+    """
+    if "://" in text or re.fullmatch(r"[^/\\]+:[0-9]+", text):
+        return text
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"--dask {text}: no such scheduler file, and not a scheduler address "
+                          "(tcp://HOST:PORT)")
+    try:
+        content = json.loads(path.read_bytes())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--dask {text}: not a Dask scheduler file (not JSON: {err})") from err
+    address = content.get("address") if isinstance(content, dict) else None
+    if not isinstance(address, str) or not address:
+        raise ConfigError(f"--dask {text}: not a Dask scheduler file (no \"address\" in it)")
+    return address
+
+
+def lost(client: Any, err: BaseException) -> ConnectionError:
+    """The one-line error of a scheduler lost mid-run (the run's table lists what finished; a rerun resumes)."""
+    address = getattr(getattr(client, "scheduler", None), "address", None) or "the scheduler"
+    return ConnectionError(f"lost the Dask scheduler {address} mid-run ({type(err).__name__}); the run's table "
+                           "lists the images that finished: run the same command again to predict the rest")
+
+
 class DaskExecutor:
     """Runs a batch job on a Dask cluster (an :class:`~skinnet.batch.local.Executor`: see
     :func:`skinnet.batch.run.predict_files`'s ``executor``). Each worker loads the model of ``spec`` itself.
@@ -72,19 +106,28 @@ class DaskExecutor:
     """
 
     def __init__(self, spec: ModelSpec, scheduler: Any, chunk_size: int = 16) -> None:
-        import_distributed()
+        distributed = import_distributed()
+        if not isinstance(scheduler, distributed.Client):
+            scheduler_address(str(scheduler))  # a mistyped --dask fails now, not after the model is loaded
         self.spec = spec.absolute()
         self.scheduler = scheduler
         self.chunk_size = chunk_size
 
     def _client(self) -> tuple[Any, bool]:
-        """The client, and whether this executor opened it (and so closes it)."""
+        """The client, and whether this executor opened it (and so closes it).
+
+        Raises:
+            ConfigError: ``scheduler`` is no address and no readable scheduler file, or no scheduler answers.
+        """
         distributed = import_distributed()
         if isinstance(self.scheduler, distributed.Client):
             return self.scheduler, False
-        if Path(str(self.scheduler)).is_file():
-            return distributed.Client(scheduler_file=str(self.scheduler)), True
-        return distributed.Client(str(self.scheduler)), True
+        address = scheduler_address(str(self.scheduler))
+        try:
+            return distributed.Client(address), True  # waits distributed.comm.timeouts.connect (30 s)
+        except (OSError, ValueError, TypeError) as err:
+            raise ConfigError(f"--dask {self.scheduler}: no Dask scheduler answered at {address} "
+                              f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from err
 
     def run(self, predictor: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int,
             strict: bool = False, reader: Reader | None = None, on_done: OnDone | None = None) -> list[Outcome]:
@@ -128,8 +171,14 @@ class DaskExecutor:
                     client.cancel(list(running))
                     raise
                 except (distributed.KilledWorker, distributed.comm.CommClosedError) as err:
+                    if client.status != "running":  # not one worker: the scheduler itself is gone
+                        raise lost(client, err) from err
                     batch = [Outcome(item.id, f"{item.path}: not predicted: its cluster task failed "
                                               f"({type(err).__name__}: {err})") for item in chunk]
+                except (CancelledError, OSError) as err:  # the scheduler went away mid-run (we cancel none)
+                    if isinstance(err, CancelledError) or client.status != "running":
+                        raise lost(client, err) from err
+                    raise  # a task's own error (a full disk on the worker): as a local run raises it
                 outcomes.extend(batch)
                 if on_done is not None:
                     on_done(batch)

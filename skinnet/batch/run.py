@@ -7,12 +7,13 @@ threads, and run on a Dask cluster. See docs/how-to/archive_prediction.md.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skinnet.batch.local import Executor, LocalExecutor, ProgressBar, Reader
+from skinnet.batch.local import Executor, LocalExecutor, Outcome, ProgressBar, Reader
 from skinnet.batch.manifest import run_identity
 from skinnet.batch.merge import RUN_KEY
 from skinnet.batch.shard import TABLE, Shard, shard_table
@@ -105,16 +106,27 @@ def predict_files(predictor: Predictor, inputs: Iterable[str | Path], out_dir: s
     table = shard_table(out_dir / TABLE, shard) if store.key else None
     todo, skipped = store.plan(images, resume, extra_files=[table.name] if table else [])
     bar = ProgressBar(len(todo), progress)
+    finished: list[Outcome] = []
+
+    def done(batch: list[Outcome]) -> None:
+        finished.extend(batch)
+        bar(batch)
+
     try:
         executor = executor or LocalExecutor(workers)
-        outcomes = executor.run(predictor, todo, store, batch_size, strict, reader, on_done=bar)
+        outcomes = executor.run(predictor, todo, store, batch_size, strict, reader, on_done=done)
+    except BaseException:  # a lost cluster, a full disk, Ctrl-C: the table still says what finished
+        if table is not None and (finished or store.records()):  # cluster tasks may have finished images
+            write_table(table, images, store, {outcome.id: outcome.error for outcome in finished},
+                        store.key if shard else None, listing=set(os.listdir(out_dir)))
+        raise
     finally:
         bar.close()
         store.close()
     errors = {outcome.id: outcome.error for outcome in outcomes}
     report = PredictionReport(skipped=skipped, table=table)
-    done = [item.id for item in todo if item.id in errors and errors[item.id] is None]
-    report.written = [out_dir / name for image_id in done for name in store.files(image_id)[-1:]]
+    written = [item.id for item in todo if item.id in errors and errors[item.id] is None]
+    report.written = [out_dir / name for image_id in written for name in store.files(image_id)[-1:]]
     report.failed = [line for _, line in duplicates] + [str(errors[item.id]) for item in todo
                                                         if errors.get(item.id)]
     if table is not None:
@@ -156,18 +168,25 @@ def check_batch_size(predictor: Predictor | None, batch_size: int) -> None:
                           f"at most {allowed}")
 
 
-def write_table(path: Path, images: list[tuple[str, Path]], store: OutputStore,
-                errors: dict[str, str | None], run_key: str | None = None) -> None:
+def write_table(path: Path, images: list[tuple[str, Path]], store: OutputStore, errors: dict[str, str | None],
+                run_key: str | None = None, listing: set[str] | None = None) -> None:
     """One row per image of the run, sorted by ID: done (from the journal) or failed (with the reason).
 
-    A shard's table also names the run that wrote it in a ``run_key`` column (checked by merge-shards).
+    Args:
+        path: the table.
+        images: ``(id, path)`` of the run's images.
+        store: the output folder.
+        errors: the outcome of each image predicted now (``None``: written).
+        run_key: a shard's table names its run in a ``run_key`` column (checked by merge-shards).
+        listing: the folder's file names, for a run cut short: a recorded image counts as done only where
+            its files are all there (not cut off mid-write).
     """
     records = store.records()
     rows: list[dict[str, Any]] = []
     for image_id, image in sorted(images):
         if errors.get(image_id):
             rows.append({"id": image_id, "image": str(image), "status": "failed", "reason": errors[image_id]})
-        elif image_id in records:
+        elif image_id in records and (listing is None or listing.issuperset(store.files(image_id))):
             record = records[image_id]
             rows.append({**record["fields"], "id": image_id, "image": str(image), "status": "ok",
                          "reason": ""})

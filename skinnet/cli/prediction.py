@@ -54,6 +54,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     spec = ModelSpec(model=args.model, run=args.run, device=args.device, backend=backend, tta=tta,
                      postprocess=postprocess, threads=args.threads, batch_size=batch_size,
                      precision=runtime.precision)
+    if args.dask:  # a mistyped scheduler or a missing extra fails now, not after the model is loaded
+        from skinnet.batch.dask import import_distributed, scheduler_address
+
+        import_distributed()
+        scheduler_address(args.dask)
     # the worker threads share the cores: by default each network call gets an equal share of them
     cores = max(1, (os.cpu_count() or 1) // args.workers)
     segmenter = spec.load() if args.threads or args.dask else replace(spec, threads=cores).load()

@@ -181,6 +181,7 @@ def test_a_new_key_deletes_every_output_the_old_journals_record_and_its_writers_
     # the new key's writers would never replace them, and the old journal that named them is void.
     assert sorted(path.name for path in tmp_path.iterdir() if path.is_file()) == \
         [*sorted(f"{key}_segmentation.png" for key in ids[1:]), "manifest.json", "predictions.csv"]
+    assert len((tmp_path / "predictions.csv").read_text().splitlines()) == 1  # the image cut off is not done
     report = predict_files(tta, [images], tmp_path, resume=True)
     assert len(report.written) == 6  # the old key's masks were not taken
     predict_files(tta, [images], tmp_path / "fresh")
