@@ -130,13 +130,15 @@ class TorchBackend:
         of its four flip views, flipped and averaged on the device in the order and arithmetic of
         :meth:`Segmenter._flip_views` (so the same numbers as that NumPy path: tested)."""
         if tta:
-            tensor = torch.cat([torch.flip(tensor, axes) if axes else tensor for axes in FLIPS])
+            # FLIPS are axes of the (height, width) plane: dimensions 2, 3 of (N, C, H, W), 1, 2 of (N, H, W)
+            tensor = torch.cat([torch.flip(tensor, [2 + axis for axis in axes]) if axes else tensor
+                                for axes in FLIPS])
         with torch.autocast(self.device.type, enabled=self.half):
             logits = self.model(tensor)
         probs = torch.softmax(logits.float(), dim=1)[:, 1]
         if not tta:
             return probs
-        views = [torch.flip(view, axes) if axes else view
+        views = [torch.flip(view, [1 + axis for axis in axes]) if axes else view
                  for view, axes in zip(probs.chunk(len(FLIPS)), FLIPS, strict=True)]
         total = views[0].clone()
         for view in views[1:]:  # one view after another, as NumPy's mean over the first axis adds them

@@ -99,7 +99,7 @@ def test_flips_and_masks_on_the_device_are_the_numpy_and_opencv_numbers(sample_d
     """TorchBackend.probabilities flips and averages on the device; TorchBackend.masks resizes and thresholds
     there: on the CPU both are bit for bit the path that does them in NumPy and OpenCV."""
     torch.set_num_threads(1)
-    segmenter = Segmenter.from_file(None, device="cpu", batch_size=2)
+    segmenter = Segmenter.from_file(None, device="cpu", batch_size=2, backend="torch")
     paths = sorted((sample_data / "images").glob("*.jpg"))[:2]
     chunk = [np.asarray(Image.open(path).convert("RGB").resize(size, Image.BICUBIC))
              for path, size in zip(paths, [(1024, 768), (333, 517)], strict=True)]
