@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from skinnet.batch.store import OutputStore, WorkItem
 from skinnet.batch.writers import ImageResult
+from skinnet.data.checks import one_line
 from skinnet.data.io import InputError, read_image
 from skinnet.inference.predictor import Predictor
 
@@ -110,8 +111,7 @@ def image_error(path: Path, err: Exception) -> InputError:
     """
     if isinstance(err, InputError):
         return err
-    text = " ".join(str(err).split())
-    return InputError(path, f"unexpected error, image skipped ({type(err).__name__}: {text[:200]})")
+    return InputError(path, f"unexpected error, image skipped ({type(err).__name__}: {one_line(err, 200)})")
 
 
 def run_local(predictor: Predictor, items: Sequence[WorkItem], store: OutputStore, batch_size: int = 1,

@@ -19,6 +19,7 @@ from skinnet.clinical.dicom_seg import build_dicom_seg, save_dicom_seg, source_p
 from skinnet.clinical.findings import ROW_FIELDS, TABLE_FIELDS, ModelInfo, find
 from skinnet.clinical.measurements import PixelSpacing, spacing_pair
 from skinnet.clinical.overlay import overlay
+from skinnet.data.checks import one_line
 from skinnet.data.io import InputError, read_csv, write_csv, write_mask, write_png
 from skinnet.data.layout import mask_file_name
 from skinnet.inference.predictor import Predictor
@@ -167,9 +168,8 @@ class DicomSegWriter(OutputWriter):
         try:
             self._segs[result.id] = build_dicom_seg(dataset, result.mask, self.name, self.version)
         except Exception as err:  # highdicom checks the source in its own ways
-            text = " ".join(str(err).split())[:200]
             raise InputError(result.path, f"cannot build its DICOM Segmentation ({type(err).__name__}: "
-                                          f"{text})") from err
+                                          f"{one_line(err, 200)})") from err
         return {"dicom_seg": seg_name(result.id)}
 
     def write(self, result: ImageResult, out_dir: Path) -> None:

@@ -21,6 +21,13 @@ MAX_ASPECT = 8
 UNOPENABLE = (FileNotFoundError, IsADirectoryError, PermissionError)
 
 
+def one_line(err: BaseException, limit: int = 160) -> str:
+    """An exception's message as one short line, for a reason that names what a decoder or library said
+    (their messages can span lines and be long): whitespace collapsed, cut to ``limit`` characters."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class InputError(ValueError):
     """A file that cannot be used, with the file and the reason."""
 

@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from skinnet.data.checks import MAX_PIXELS, STRIP_ROWS, UNOPENABLE, InputError, check_size, unopenable
+from skinnet.data.checks import MAX_PIXELS, STRIP_ROWS, UNOPENABLE, InputError, check_size, one_line, unopenable
 from skinnet.data.inflate import InflateError, inflate
 from skinnet.data.spacing import SPACING_RANGE, spacing_in_range
 
@@ -102,12 +102,6 @@ def _pydicom(path: Path) -> Any:
         raise InputError(path, "a DICOM file, and reading DICOM needs pydicom (pip install -r "
                                "requirements.txt)") from err
     return pydicom
-
-
-def _first_line(err: BaseException) -> str:
-    """An exception's message as one short line (decoder messages can span lines and be long)."""
-    text = " ".join(str(err).split())
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def pixel_spacing(dataset: Any, path: str | Path | None = None) -> tuple[tuple[float, float] | None, str | None]:
@@ -340,7 +334,7 @@ def _check_frame(path: Path, ds: Any, syntax: Any) -> None:
         frame = next(generate_frames(ds.PixelData, number_of_frames=1))
     except Exception as err:  # fragments of the wrong length or no items at all
         raise InputError(path, f"corrupt encapsulated DICOM pixel data ({type(err).__name__}: "
-                               f"{_first_line(err)})") from err
+                               f"{one_line(err)})") from err
     head, tail = frame[:4], frame[-32:].rstrip(b"\0")  # fragments are padded to an even length
     if not (head.startswith(b"\xff\xd8") or head.startswith(b"\xff\x4f\xff\x51") or head == b"\0\0\0\x0c"):
         raise InputError(path, f"corrupt DICOM pixel data: the {syntax.name} frame does not start with a JPEG "
@@ -376,7 +370,7 @@ def _decode(path: Path, ds: Any) -> np.ndarray:
         array, properties = decoder.as_array(ds, index=0, raw=True, view_only=True)
     except Exception as err:  # decoders fail in many ways on short or damaged data
         raise InputError(path, f"corrupt or truncated DICOM pixel data ({type(err).__name__}: "
-                               f"{_first_line(err)})") from err
+                               f"{one_line(err)})") from err
     interpretation = str(properties.get("photometric_interpretation", ds.PhotometricInterpretation)).strip()
     palette = interpretation == "PALETTE COLOR"
     rows, columns = int(ds.Rows), int(ds.Columns)
@@ -394,7 +388,7 @@ def _decode(path: Path, ds: Any) -> np.ndarray:
                 strip = apply_color_lut(strip, ds)
             except Exception as err:
                 raise InputError(path, f"PALETTE COLOR image without a usable lookup table "
-                                       f"({_first_line(err)})") from err
+                                       f"({one_line(err)})") from err
         if strip.dtype != np.uint8:
             scale = np.float32(255.0 / (2**bits - 1))
             strip = np.round(strip.astype(np.float32) * scale).clip(0, 255).astype(np.uint8)
@@ -447,7 +441,7 @@ def read_dicom(path: str | Path) -> SourceImage:
                                "(refused: no image needs that many)") from err
     except Exception as err:  # the parser and the decoders meet hostile or cut-off bytes in many ways
         raise InputError(path, f"corrupt or malformed DICOM file ({type(err).__name__}: "
-                               f"{_first_line(err)})") from err
+                               f"{one_line(err)})") from err
     del ds.PixelData  # the SEG needs the attributes, not the pixels; keeps a batch's memory flat
     _drop_deferred(ds)
     return SourceImage(pixels, spacing, source, ds)
