@@ -14,7 +14,7 @@ the CPU with all cores, on a GPU in float16 autocast): the most that any pipelin
 Each row's "of ceiling" is its images/s over the ceiling's; on a CPU, rows whose workers run networks
 side by side can exceed it a little (one network call on all cores does not scale perfectly).
 
-``--int8`` adds a row whose network is the model quantised to int8 (as ``skinnet predict --int8`` runs it,
+``--int8`` adds two rows (threads and processes) whose network is the model quantised to int8 (as ``skinnet predict --int8`` runs it,
 calibrated on the bundled samples): a different model, whose cost in accuracy ``benchmarks/int8_oof.py``
 measures. ``--draft`` adds a row with JPEG draft decoding (``skinnet predict --jpeg-draft``), and
 ``--compare-cpu K`` prints each row's mean and lowest Dice against masks made on the CPU in float32, one
@@ -48,8 +48,6 @@ from skinnet.data.samples import SAMPLE_IMAGES
 from skinnet.inference.model_spec import ModelSpec
 from skinnet.metrics import image_metrics
 
-INT8_ROW = "threads, 2 workers, int8 network 1 thread each"
-
 
 @dataclass(frozen=True)
 class Row:
@@ -68,6 +66,8 @@ class Row:
     precision: str | None = None  # None: float32 (int8 for an int8 row)
 
 
+INT8_ROWS = [Row("threads, 2 workers, int8 network 1 thread each", 2, 1, 1, int8=True),
+             Row("processes, 2 workers, int8 network 1 thread each", 2, 1, 1, "processes", "workers", int8=True)]
 CPU_ROWS = [Row("sequential (1 image at a time, network on all cores)", 1, None, 1),
             Row("threads, 2 workers, network 1 thread each", 2, 1, 1),
             Row("threads, 2 workers, network on all cores each", 2, None, 1),
@@ -76,12 +76,14 @@ CPU_ROWS = [Row("sequential (1 image at a time, network on all cores)", 1, None,
             Row("processes, 2 workers, network in the main process, all cores", 2, None, 1, "processes", "main")]
 
 
-# `skinnet predict`'s defaults on a CPU (2 worker threads, cores / 2 network threads each), as options select
-# them; --defaults times these, each as a multiple of the first (today's model through ONNX Runtime, float32)
+# `skinnet predict`'s defaults on a CPU (2 worker processes, cores / 2 network threads each), as options select
+# them; --defaults times these, each as a multiple of the first (the model through ONNX Runtime, float32, in
+# worker threads as predict ran it before processes became the default)
 def default_rows(cores: int) -> list[Row]:
     threads = max(1, cores // 2)
     return [Row("predict --backend onnx --precision float32", 2, threads, 1, backend="onnx", precision="float32"),
-            Row("predict with no options (auto)", 2, threads, 1, backend="auto", precision="auto"),
+            Row("predict with no options (auto: processes)", 2, threads, 1, "processes", "workers", backend="auto",
+                precision="auto"),
             Row("predict --backend torch (the default before)", 2, threads, 1, backend="torch",
                 precision="float32")]
 
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.draft:
         rows.append(replace(fastest, name=fastest.name + ", JPEG drafts", draft=True))
     if args.int8:
-        rows.append(Row(INT8_ROW, 2, 1, 1, int8=True))
+        rows += INT8_ROWS
     seconds: dict[str, list[float]] = {row.name: [] for row in rows}
     network_share: dict[str, list[float]] = {row.name: [] for row in rows}
     with tempfile.TemporaryDirectory() as tmp:
@@ -243,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         processes, threads, one = (rate[rows[index].name] for index in (4, 1, 3))
         print(f"processes / threads (2 workers, 1 network thread each): {processes / threads:.2f}")
         print(f"2 processes / 1 process (1 network thread each): {processes / one:.2f}")
+        if args.int8:
+            print("processes / threads, int8 (2 workers, 1 network thread each): "
+                  f"{rate[INT8_ROWS[1].name] / rate[INT8_ROWS[0].name]:.2f}")
     for name, seconds_to_start in starts.items():
         print(f"{name}: its workers started (and loaded their models) in {seconds_to_start:.1f} s, once, untimed")
     for row in rows:

@@ -70,7 +70,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from skinnet.batch.dask import DaskExecutor
 
         executor = DaskExecutor(spec, args.dask)
-    elif args.workers > 1 and (args.executor == "processes" or (args.executor == "auto" and on_gpu)):
+    elif args.workers > 1 and args.executor != "threads":  # processes: as fast as threads or faster, GPU or CPU
         from skinnet.batch.processes import MIN_IMAGES, ProcessExecutor
 
         executor = ProcessExecutor(segmenter, spec, args.workers, min_images=MIN_IMAGES)
@@ -292,7 +292,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                          help="processes: the workers are processes, each with its own model, or on a GPU sharing "
                               "this process's (runs of fewer than 200 images, --strict, --measurements and "
                               "--uncertainty use threads); threads: worker threads in this process; auto: "
-                              "processes when the model runs on a GPU, else threads")
+                              "processes (docs/archive_prediction.md measures both)")
     predict.add_argument("--jpeg-draft", action="store_true",
                          help="decode JPEGs only as large as the network input needs (Pillow draft: 2-4x less "
                               "decoding for large photographs; masks agree with full decoding at mean DC 0.998; "
