@@ -14,11 +14,12 @@ the CPU with all cores, on a GPU in float16 autocast): the most that any pipelin
 Each row's "of ceiling" is its images/s over the ceiling's; on a CPU, rows whose workers run networks
 side by side can exceed it a little (one network call on all cores does not scale perfectly).
 
-``--int8`` adds two rows (threads and processes) whose network is the model quantised to int8 (as ``skinnet predict --int8`` runs it,
-calibrated on the bundled samples): a different model, whose cost in accuracy ``benchmarks/int8_oof.py``
-measures. ``--draft`` adds a row with JPEG draft decoding (``skinnet predict --jpeg-draft``), and
-``--compare-cpu K`` prints each row's mean and lowest Dice against masks made on the CPU in float32, one
-image at a time, for the first K images (the agreement of a GPU path with the CPU one).
+``--int8`` adds two rows (threads and processes) whose network is the model quantised to int8 (as
+``skinnet predict --int8`` runs it: the packaged copy for the shipped model): a different model, whose cost
+in accuracy ``benchmarks/int8_oof.py`` measures. ``--draft`` adds a row with JPEG draft decoding
+(``skinnet predict --jpeg-draft``), and ``--compare-cpu K`` prints each row's mean and lowest Dice against
+masks made on the CPU in float32, one image at a time, for the first K images (the agreement of a GPU path
+with the CPU one).
 
     python benchmarks/archive_prediction.py [--backend onnx] [--images 40] [--repeats 5] [--model M] [--int8]
     python benchmarks/archive_prediction.py --device cuda --backend torch --images 2000 --workers 16 \\

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from skinnet.config import load_config
-from skinnet.data.io import write_json, write_text
+from skinnet.data.atomic import write_json, write_text
 from skinnet.evaluation.comparison import (
     count_flops,
     count_parameters,

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from skinnet.config import Config, load_config
-from skinnet.data.io import write_json, write_text
+from skinnet.data.atomic import write_json, write_text
 from skinnet.evaluation.comparison import (
     count_flops,
     count_parameters,

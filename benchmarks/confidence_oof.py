@@ -19,7 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from skinnet.data.io import write_csv, write_json, write_text
+from skinnet.data.atomic import write_json, write_text
+from skinnet.data.tables import write_csv
 from skinnet.evaluation.confidence_oof import (
     DC_CUTOFF,
     MAX_FALSE_ALARM,

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from skinnet import runs
-from skinnet.data.io import read_image, read_mask, write_csv
+from skinnet.data.io import read_image, read_mask
+from skinnet.data.tables import write_csv
 from skinnet.evaluation.comparison import paired_table
 from skinnet.inference.onnx import PRECISIONS, OnnxBackend, export_onnx
 from skinnet.inference.quantize import CALIBRATION_IMAGES, quantize_onnx

@@ -30,8 +30,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from skinnet.data.atomic import write_mask
 from skinnet.data.cache import resize_image
-from skinnet.data.io import read_image, write_mask
+from skinnet.data.io import read_image
 from skinnet.data.normalize import prepare_input
 from skinnet.inference.model_spec import ModelSpec
 from skinnet.inference.predictor import FLIPS, flip

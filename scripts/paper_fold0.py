@@ -37,7 +37,7 @@ import torch
 
 from skinnet.cli import user_errors
 from skinnet.config import Config, load_config
-from skinnet.data.io import write_json
+from skinnet.data.atomic import write_json
 from skinnet.data.layout import find_pairs
 from skinnet.data.splits import load_folds
 from skinnet.devices import resolve_device

@@ -27,7 +27,8 @@ from typing import Any
 
 from skinnet import runs
 from skinnet.config import config_from_dict, load_config
-from skinnet.data.io import write_csv, write_json, write_text
+from skinnet.data.atomic import write_json, write_text
+from skinnet.data.tables import write_csv
 from skinnet.evaluation.comparison import count_flops, count_parameters, paired_wilcoxon
 from skinnet.evaluation.report import average_curves, plot_curves
 from skinnet.metrics import METRIC_NAMES, mean_metrics, sample_sd

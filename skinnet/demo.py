@@ -13,7 +13,8 @@ from pathlib import Path
 from skinnet.batch.run import predict_files
 from skinnet.clinical.overlay import overlay
 from skinnet.config import Config, load_config
-from skinnet.data.io import read_image, read_mask, write_png
+from skinnet.data.atomic import write_png
+from skinnet.data.io import read_image, read_mask
 from skinnet.data.layout import list_masks
 from skinnet.data.samples import SAMPLE_DATA
 from skinnet.inference.segmenter import Segmenter

@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from skinnet.config import Config
-from skinnet.data.io import read_csv, write_csv, write_json
+from skinnet.data.atomic import write_json
 from skinnet.data.layout import Pair, find_pairs
 from skinnet.data.splits import fold_ids, load_folds, load_or_create_folds
+from skinnet.data.tables import read_csv, write_csv
 from skinnet.metrics import METRIC_NAMES
 
 SPLITS = "splits.json"
@@ -243,7 +244,7 @@ def write_log(path: str | Path, rows: Sequence[dict[str, float]]) -> None:
 
 def read_metrics_csv(path: str | Path) -> list[dict[str, Any]]:
     """Per-image rows of a metrics CSV (``val_metrics.csv``, ``cv_metrics.csv``): metrics as floats, IDs as
-    they were before :func:`~skinnet.data.io.write_csv` neutralised any that look like a formula."""
+    they were before :func:`~skinnet.data.tables.write_csv` neutralised any that look like a formula."""
     return [{key: float(value) if key in METRIC_NAMES else value for key, value in row.items()}
             for row in read_csv(path)[1]]
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from skinnet.data.io import InputError, read_mask, write_csv
+from skinnet.data.io import InputError, read_mask
 from skinnet.data.layout import MASK_SUFFIX, LayoutError, duplicate_masks, find_pairs, list_masks
+from skinnet.data.tables import write_csv
 from skinnet.metrics import METRIC_NAMES, image_metrics, mean_metrics, sample_sd
 
 

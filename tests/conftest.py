@@ -8,8 +8,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# The property tests' examples are cheap, but on a busy 2-core machine Hypothesis can take generation for
+# slowness and fail a test that found nothing wrong: the health check is about speed, not correctness.
+settings.register_profile("skinnet", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+settings.load_profile("skinnet")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_DATA = REPO / "skinnet" / "sample_data"

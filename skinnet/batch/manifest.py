@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from skinnet.data.io import file_sha256, write_json
+from skinnet.data.atomic import file_sha256, write_json
 from skinnet.version import __version__
 
 if TYPE_CHECKING:

@@ -16,7 +16,8 @@ from pathlib import Path
 from skinnet.batch.manifest import MANIFEST, read_manifest
 from skinnet.batch.shard import Shard, shard_number, shard_table
 from skinnet.config import ConfigError
-from skinnet.data.io import InputError, read_csv, write_csv
+from skinnet.data.io import InputError
+from skinnet.data.tables import read_csv, write_csv
 
 RUN_KEY = "run_key"
 NAMED = 3  # missing shards named in the message

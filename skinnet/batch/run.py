@@ -20,8 +20,9 @@ from skinnet.batch.shard import TABLE, Shard, shard_table
 from skinnet.batch.store import OutputStore
 from skinnet.batch.writers import OutputWriter, standard_writers
 from skinnet.config import ConfigError
-from skinnet.data.io import read_image, write_csv
+from skinnet.data.io import read_image
 from skinnet.data.layout import find_images
+from skinnet.data.tables import write_csv
 from skinnet.inference.predictor import FLIPS, Predictor
 from skinnet.networks.budget import MAX_BATCH_BYTES, MAX_BATCH_SIZE, network_cost
 

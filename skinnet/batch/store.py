@@ -36,7 +36,7 @@ from typing import IO, Any
 
 from skinnet.batch.manifest import MANIFEST, read_manifest, run_key, write_manifest
 from skinnet.batch.writers import ImageResult, OutputWriter
-from skinnet.data.io import atomic_path, fsync_dir, json_safe
+from skinnet.data.atomic import atomic_path, fsync_dir, json_safe
 
 JOURNALS = Path(".skinnet") / "journal"
 CLOSED = ".closed.jsonl"

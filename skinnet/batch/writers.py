@@ -19,9 +19,11 @@ from skinnet.clinical.dicom_seg import build_dicom_seg, save_dicom_seg, source_p
 from skinnet.clinical.findings import ROW_FIELDS, TABLE_FIELDS, ModelInfo, find
 from skinnet.clinical.measurements import PixelSpacing, spacing_pair
 from skinnet.clinical.overlay import overlay
+from skinnet.data.atomic import write_mask, write_png
 from skinnet.data.checks import one_line
-from skinnet.data.io import InputError, read_csv, write_csv, write_mask, write_png
+from skinnet.data.io import InputError
 from skinnet.data.layout import mask_file_name
+from skinnet.data.tables import read_csv, write_csv
 from skinnet.inference.predictor import Predictor
 
 

@@ -12,7 +12,7 @@ from skinnet.extras import require
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from skinnet.data.io import json_safe
+    from skinnet.data.atomic import json_safe
     from skinnet.evaluation.holdout import evaluate_holdout
     from skinnet.scoring import evaluate_folders
 

@@ -216,7 +216,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.int8:
         print(export_onnx(model, config, args.onnx))
         return 0
-    from skinnet.data.io import file_sha256
+    from skinnet.data.atomic import file_sha256
     from skinnet.data.samples import SAMPLE_IMAGES
     from skinnet.inference.onnx import scratch_folder
     from skinnet.inference.quantize import (

@@ -48,7 +48,7 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
 
 def cmd_finalize(args: argparse.Namespace) -> int:
-    from skinnet.data.io import json_safe
+    from skinnet.data.atomic import json_safe
     from skinnet.selection.finalize import finalize_model
 
     report = finalize_model(args.model, args.run, args.data, args.out, half=not args.float32)

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from skinnet.data.io import atomic_path
+from skinnet.data.atomic import atomic_path
 from skinnet.version import __version__
 
 SERIES_NUMBER = 9901  # where viewers list it: after the acquisitions, in a series of its own

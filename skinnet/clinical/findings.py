@@ -17,7 +17,7 @@ import numpy as np
 
 from skinnet.clinical.confidence import WORK_SIDE, Confidence, assess, uncertainty_map
 from skinnet.clinical.measurements import Measurements, PixelSpacing, measure, spacing_pair
-from skinnet.data.io import file_sha256
+from skinnet.data.atomic import file_sha256
 from skinnet.inference.predictor import Predictor
 
 # Where a pixel spacing came from when the user gave it (the file's own spacing wins where it has one).

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from skinnet.data.io import InputError, atomic_path, read_image, read_mask
+from skinnet.data.atomic import atomic_path
+from skinnet.data.io import InputError, read_image, read_mask
 from skinnet.data.layout import LayoutError, Pair
 
 CACHE_VERSION = 1

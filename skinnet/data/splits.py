@@ -11,7 +11,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from skinnet.data.io import write_json
+from skinnet.data.atomic import write_json
 
 
 class SplitError(ValueError):

@@ -28,7 +28,8 @@ from scipy import stats
 from skinnet import runs
 from skinnet.clinical.confidence import WORK_SIDE, margin_score, no_outline, tta_score
 from skinnet.config import CONFIDENCE_METHODS
-from skinnet.data.io import file_sha256, read_image, read_mask
+from skinnet.data.atomic import file_sha256
+from skinnet.data.io import read_image, read_mask
 from skinnet.metrics import image_metrics
 from skinnet.networks.files import save_config
 

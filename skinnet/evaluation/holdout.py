@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from skinnet.batch.run import predict_files
-from skinnet.data.io import write_json
+from skinnet.data.atomic import write_json
 from skinnet.data.layout import Pair, find_pairs
 from skinnet.inference.ensemble import Ensemble
 from skinnet.inference.predictor import Predictor

@@ -28,7 +28,8 @@ from matplotlib.ticker import MaxNLocator
 
 from skinnet import runs
 from skinnet.clinical.overlay import overlay
-from skinnet.data.io import read_image, read_mask, write_text
+from skinnet.data.atomic import write_text
+from skinnet.data.io import read_image, read_mask
 from skinnet.data.layout import LayoutError, find_pairs, isic_folders, mask_file_name
 from skinnet.evaluation.holdout import TEST_SUBSET, HoldoutResult, evaluate_holdout
 from skinnet.evaluation.published import PUBLISHED_DATA, PUBLISHED_ROWS, PUBLISHED_SOURCE, TABLE_METRICS

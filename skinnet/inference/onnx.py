@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from skinnet.config import PRECISIONS, Config, config_from_dict
+from skinnet.data.atomic import atomic_path
 from skinnet.data.cache import default_cache_dir
-from skinnet.data.io import atomic_path
 from skinnet.extras import require
 from skinnet.networks.files import ModelFileError, load_model
 

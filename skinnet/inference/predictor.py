@@ -49,7 +49,7 @@ def as_rgb_image(image: Any, name: str = "image") -> np.ndarray:
     those arrays). Refused, with what to pass instead: every other dtype (float images, whether 0-1 or
     0-255, uint16, int64, bool, float16: the scale is a guess, and a wrong guess gives a wrong mask without
     a word), other shapes (channel-first, 2 or more than 4 channels), an empty image, one over the size
-    limits of :func:`~skinnet.data.io.check_size`, and anything that is not an array or a PIL image.
+    limits of :func:`~skinnet.data.checks.check_size`, and anything that is not an array or a PIL image.
 
     Args:
         image: what was passed.

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from skinnet.data.atomic import file_sha256
 from skinnet.data.cache import resize_image
-from skinnet.data.io import InputError, file_sha256, read_image
+from skinnet.data.io import InputError, read_image
 from skinnet.data.layout import find_images
 from skinnet.data.normalize import prepare_input
 from skinnet.data.samples import SAMPLE_IMAGES

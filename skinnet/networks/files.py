@@ -30,7 +30,7 @@ from torch import nn
 
 from skinnet import weights
 from skinnet.config import Config, ConfigError, config_from_dict
-from skinnet.data.io import write_bytes
+from skinnet.data.atomic import write_bytes
 from skinnet.networks import build_model
 from skinnet.networks.budget import MAX_PARAMETERS, check_budget
 

@@ -3,7 +3,7 @@
 Before pydicom parses anything the node takes the object's encoded bytes as sent (pynetdicom's
 ``encoded_dataset``, never its decoded dataset). A deflated object (Deflated Explicit VR Little Endian) is
 inflated here, by :func:`inflate_bounded`, never by pydicom: first its header, whose declared image size is
-checked against the pixel budget of the file reader (:func:`skinnet.data.io.check_size`), then at most the
+checked against the pixel budget of the file reader (:func:`skinnet.data.checks.check_size`), then at most the
 bytes that header allows. A deflate bomb costs the node its budget, not its memory. The file reader itself
 (:mod:`skinnet.data.dicom`) inflates deflated files without such a budget; the node never hands it one
 (what it queues is stored inflated, as Explicit VR Little Endian).

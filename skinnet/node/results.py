@@ -19,7 +19,7 @@ from skinnet.batch.writers import ImageResult, OutputWriter
 from skinnet.clinical.dicom_seg import build_dicom_seg
 from skinnet.clinical.dicom_sr import build_measurement_report, derived_uid
 from skinnet.clinical.findings import Finding, ModelInfo, find
-from skinnet.data.io import atomic_path
+from skinnet.data.atomic import atomic_path
 from skinnet.inference.predictor import Predictor
 
 SEG_FILE, SR_FILE = "1-seg.dcm", "2-sr.dcm"

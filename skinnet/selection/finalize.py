@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from skinnet import runs
-from skinnet.data.io import read_image, read_mask, write_csv, write_json
+from skinnet.data.atomic import write_json
+from skinnet.data.io import read_image, read_mask
+from skinnet.data.tables import write_csv
 from skinnet.inference.postprocess import apply_postprocessing, choose_postprocessing, threshold_mask
 from skinnet.inference.segmenter import Segmenter
 from skinnet.metrics import METRIC_NAMES, image_metrics, mean_metrics

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from skinnet.data.io import write_bytes
+from skinnet.data.atomic import write_bytes
 from skinnet.networks.files import CheckpointError, load_torch_file
 
 __all__ = ["CheckpointError", "load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]

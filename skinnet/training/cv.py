@@ -22,8 +22,8 @@ import numpy as np
 
 from skinnet import runs
 from skinnet.config import Config
+from skinnet.data.atomic import json_safe
 from skinnet.data.cache import load_cached_pairs
-from skinnet.data.io import json_safe
 from skinnet.data.layout import find_pairs
 from skinnet.metrics import METRIC_NAMES, mean_metrics, sample_sd
 from skinnet.runs import RunError, fold_finished

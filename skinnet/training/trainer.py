@@ -26,9 +26,9 @@ from tqdm import tqdm
 from skinnet import runs
 from skinnet.batch.run import predict_files
 from skinnet.config import Config
+from skinnet.data.atomic import remove_stale_temporaries
 from skinnet.data.cache import CachedPairs, load_cached_pairs
 from skinnet.data.dataset import LesionDataset
-from skinnet.data.io import remove_stale_temporaries
 from skinnet.data.layout import Pair, find_pairs
 from skinnet.data.splits import fold_ids
 from skinnet.data.transforms import training_augmentation

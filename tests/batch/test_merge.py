@@ -13,7 +13,9 @@ import pytest
 from skinnet.batch.merge import merge_shard_tables
 from skinnet.batch.shard import Shard, shard_number, shard_table
 from skinnet.cli import main
-from skinnet.data.io import InputError, read_csv, write_csv, write_json
+from skinnet.data.atomic import write_json
+from skinnet.data.io import InputError
+from skinnet.data.tables import read_csv, write_csv
 
 IDS = [f"ISIC_{number:07d}" for number in range(30)]
 COLUMNS = ["id", "image", "status", "reason", "mask"]

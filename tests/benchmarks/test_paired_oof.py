@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 from script_loader import load_script
 
-from skinnet.data.io import write_csv
+from skinnet.data.tables import write_csv
 from skinnet.metrics import METRIC_NAMES
 
 

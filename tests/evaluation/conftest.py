@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skinnet.data.io import read_mask, write_mask, write_text
+from skinnet.data.atomic import write_mask, write_text
+from skinnet.data.io import read_mask
 from skinnet.data.splits import make_folds
 from skinnet.runs import LOG_COLUMNS
 from skinnet.scoring import evaluate_folders

@@ -19,7 +19,8 @@ from PIL import Image
 
 import skinnet.inference.quantize as quantize
 from skinnet.cli import main
-from skinnet.data.io import file_sha256, read_image, read_mask
+from skinnet.data.atomic import file_sha256
+from skinnet.data.io import read_image, read_mask
 from skinnet.inference.onnx import PRECISION_KEY, SCRATCH_PREFIX, OnnxBackend, export_onnx
 from skinnet.inference.quantize import (
     CALIBRATION_KEY,

@@ -25,7 +25,7 @@ PHI = ("Test^Lesion", "SKN-0042", "ACC-20240101")  # tests/dicom_factory.py's pa
 
 
 def shipped_model() -> tuple[str, str]:
-    from skinnet.data.io import file_sha256
+    from skinnet.data.atomic import file_sha256
     from skinnet.weights import default_model_path
 
     path = default_model_path()
