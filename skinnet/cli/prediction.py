@@ -292,7 +292,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                          help="processes: the workers are processes, each with its own model, or on a GPU sharing "
                               "this process's (runs of fewer than 200 images, --strict, --measurements and "
                               "--uncertainty use threads); threads: worker threads in this process; auto: "
-                              "processes (docs/archive_prediction.md measures both)")
+                              "processes (docs/results/speed.md measures both)")
     predict.add_argument("--jpeg-draft", action="store_true",
                          help="decode JPEGs only as large as the network input needs (Pillow draft: 2-4x less "
                               "decoding for large photographs; masks agree with full decoding at mean DC 0.998; "
