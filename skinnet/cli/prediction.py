@@ -40,6 +40,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     shard = Shard.parse(args.shard) if args.shard is not None else None
     # a sharded run writes its own measurement table too, merged by merge-shards like predictions.csv
     measurements = shard_table(Path(args.measurements), shard) if args.measurements else None
+    from_web = bool(args.stow_to) or any(text.startswith(("http://", "https://")) for text in args.inputs)
+    if from_web and args.dask:  # its writers collect the SEG and SR objects to store, in this process's threads
+        raise ConfigError("DICOMweb inputs and --stow-to run on this machine: drop --dask")
     if args.batch_size:
         check_batch_size(None, args.batch_size)  # the count, before a model is loaded
     # resolved here, once, so that cluster workers run what the manifest records
@@ -70,7 +73,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from skinnet.batch.dask import DaskExecutor
 
         executor = DaskExecutor(spec, args.dask)
-    elif args.workers > 1 and args.executor != "threads":  # processes: as fast as threads or faster, GPU or CPU
+    elif args.workers > 1 and args.executor != "threads" and not from_web:
+        # processes: as fast as threads or faster, GPU or CPU
         from skinnet.batch.processes import MIN_IMAGES, ProcessExecutor
 
         executor = ProcessExecutor(segmenter, spec, args.workers, min_images=MIN_IMAGES)
@@ -87,8 +91,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         explain_recompute(Path(args.out), segmenter, list(writers))
     with contextlib.ExitStack() as stack:
         inputs, web = args.inputs, None
-        if args.stow_to or any(text.startswith(("http://", "https://")) for text in args.inputs):
-            web = stack.enter_context(dicomweb_run(args, executor))
+        if from_web:
+            web = stack.enter_context(dicomweb_run(args))
             inputs = web.inputs
             writers, reader = web.outputs(segmenter, writers, args.overlay, args.probability)
             for line in web.skipped:
@@ -144,7 +148,7 @@ def predict_writers(args: argparse.Namespace, predictor: Predictor) -> tuple[lis
     return [*extras, mask], reader
 
 
-def dicomweb_run(args: argparse.Namespace, executor: object) -> Any:
+def dicomweb_run(args: argparse.Namespace) -> Any:
     """The DICOMweb inputs and ``--stow-to`` of a predict run (:class:`skinnet.node.dicomweb.DicomWebRun`)."""
     from skinnet.extras import require
 
@@ -152,8 +156,6 @@ def dicomweb_run(args: argparse.Namespace, executor: object) -> Any:
     from skinnet.node.config import read_token
     from skinnet.node.dicomweb import DicomWebRun
 
-    if executor is not None:
-        raise ConfigError("DICOMweb inputs and --stow-to run on this machine: drop --dask")
     return DicomWebRun(args.inputs, args.stow_to, read_token(args.token_file))
 
 
@@ -290,9 +292,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                               "overlap with the network (default 2; 1: one image after another)")
     predict.add_argument("--executor", choices=["auto", "processes", "threads"], default="auto",
                          help="processes: the workers are processes, each with its own model, or on a GPU sharing "
-                              "this process's (runs of fewer than 200 images, --strict, --measurements and "
-                              "--uncertainty use threads); threads: worker threads in this process; auto: "
-                              "processes (docs/results/speed.md measures both)")
+                              "this process's (runs of fewer than 200 images, --strict, --measurements, "
+                              "--uncertainty, DICOMweb inputs and --stow-to use threads); threads: worker "
+                              "threads in this process; auto: processes (docs/results/speed.md measures both)")
     predict.add_argument("--jpeg-draft", action="store_true",
                          help="decode JPEGs only as large as the network input needs (Pillow draft: 2-4x less "
                               "decoding for large photographs; masks agree with full decoding at mean DC 0.998; "

@@ -43,6 +43,16 @@ def test_a_pixel_spacing_without_a_measurement_table_is_refused(tmp_path: Path, 
     assert not (tmp_path / "out").exists()
 
 
+def test_dicomweb_with_dask_is_refused_before_a_model_loads(tmp_path: Path, tiny_model: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # a refused port: nothing is contacted, neither the server nor a scheduler
+    assert main(["predict", "http://127.0.0.1:9/dicom-web/studies/1.2.3", "--out", str(tmp_path / "out"),
+                 "--model", str(tiny_model), "--dask", "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "skinnet predict: error: DICOMweb inputs and --stow-to run on this machine: drop --dask"
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(("first", "second"), [("JPEG", "PNG"), ("TIFF", "WEBP")])
 def test_two_files_with_one_id_give_one_mask_and_a_failure(tmp_path: Path, sample_data: Path, tiny_model: Path,
                                                           first: str, second: str,

@@ -90,7 +90,7 @@ def test_full_disk_raises_enospc_naming_the_target_and_keeps_the_old_file(small_
 
 WRITER = """
 import sys
-from skinnet.data.io import write_bytes
+from skinnet.data.atomic import write_bytes
 target, size = sys.argv[1], int(sys.argv[2])
 write_bytes(target, b"A" * size)
 print("ready", flush=True)
