@@ -1,24 +1,27 @@
-"""Issue 22 moved and renamed code without changing what it writes: these outputs match the code before it.
+"""Refactors do not change what the CLI writes: these outputs match the ones recorded in tests/golden/.
 
-tests/golden/outputs_before_issue22.json was recorded by this file (``SKINNET_RECORD_GOLDEN=1``) on the
-commit before issue 22's restructure (9805025), on the project's 2-core CPU, through the CLI only, so that the
-same test ran on both sides. Recording again after a deliberate change of outputs is the only reason to
-set the variable; the test then writes the file instead of comparing with it.
+tests/golden/outputs.json and predict_masks.npz were recorded by this file (``SKINNET_RECORD_GOLDEN=1``) through
+the CLI only, first on the commit before issue 22's restructure (9805025), again when issue 26 shipped the
+10-epoch model (its masks and the manifest keys, which name the model, changed then). Recording again after a
+deliberate change of outputs is the only reason to set the variable; the test then writes the files instead of
+comparing with them.
 
-What it compares: the masks ``skinnet predict`` writes for the 40 bundled samples with the shipped model
-(SHA-256 of each file), the run key of the batch manifest for several option sets (a changed key makes a
-resumed archive recompute everything), and a tiny seeded ``skinnet train`` of the paper network and of the
-pretrained recipe: log.csv's columns and values (all but the seconds), the run folder's file names, the
-SHA-256 of the kept weights' tensors and their stored config (less its folders). Since issue 26 the option
-sets pass ``--backend torch``, the default they were recorded with (``int8_default`` was recorded then).
-Training was bit-identical over repeated runs on this CPU; other hardware or thread counts may round
-differently.
+What it compares: the masks ``skinnet predict`` writes for the 40 bundled samples with the shipped model, the
+run key of the batch manifest for several option sets (a changed key makes a resumed archive recompute
+everything), and a tiny seeded ``skinnet train`` of the paper network and of the pretrained recipe: log.csv's
+columns and values (all but the seconds), the run folder's file names, each kept tensor's name, dtype, shape and
+norm, and the stored config (less its folders). The option sets pass ``--backend torch``, the default they were
+first recorded with (``int8_default`` is the CPU default since issue 26).
+
+Floating point is compared within rounding, not bit for bit: another CPU (the CI machine's) or kernel picks other
+summation orders. Bit for bit, the CI machine and this one differed by 1.5e-5 relative in a logged Dice (a
+thresholded pixel) and in one mask of 40; a changed loss, augmentation or network moves these values by far more
+than the 1e-3 allowed.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import subprocess
@@ -32,7 +35,10 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-GOLDEN = REPO / "tests" / "golden" / "outputs_before_issue22.json"
+GOLDEN = REPO / "tests" / "golden" / "outputs.json"
+GOLDEN_MASKS = REPO / "tests" / "golden" / "predict_masks.npz"
+# what rounding may move: a logged number or a tensor norm (relative), a mask's pixels (fraction of the mask)
+NUMBERS_REL, MASK_PIXELS = 1e-3, 0.002
 RECORD = os.environ.get("SKINNET_RECORD_GOLDEN") == "1"
 SAMPLES = REPO / "skinnet" / "sample_data"
 SHIPPED = REPO / "skinnet" / "weights" / "skinnet_isic2017.safetensors"
@@ -65,35 +71,59 @@ def skinnet(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=900)
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def weights_digest(path: Path) -> tuple[str, dict[str, Any]]:
-    """SHA-256 of a model file's tensors (names, dtypes, shapes, bytes) and its stored config without the
-    folders, which name this test's temporary directory."""
+def weights_summary(path: Path) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """Each tensor's dtype, shape and norm in a model file, and its stored config without the folders, which
+    name this test's temporary directory."""
     from safetensors import safe_open
 
-    digest = hashlib.sha256()
+    tensors = {}
     with safe_open(str(path), framework="np") as handle:
         config = json.loads((handle.metadata() or {})["config"])
         for name in sorted(handle.keys()):
             tensor = handle.get_tensor(name)
-            digest.update(f"{name} {tensor.dtype} {tensor.shape}".encode())
-            digest.update(tensor.tobytes())
+            norm = float(np.linalg.norm(tensor.astype(np.float64).ravel()))
+            tensors[name] = [str(tensor.dtype), list(tensor.shape), norm]
     config["data"].update(root=None, cache_dir=None)
-    return digest.hexdigest(), config
+    return tensors, config
+
+
+def same_within_rounding(value: Any, recorded: Any) -> bool:
+    """Equal, numbers (also numbers written as text, as in a CSV) within NUMBERS_REL of each other."""
+    if isinstance(value, dict) and isinstance(recorded, dict):
+        return value.keys() == recorded.keys() and all(same_within_rounding(value[k], recorded[k]) for k in value)
+    if isinstance(value, list) and isinstance(recorded, list):
+        return len(value) == len(recorded) and all(map(same_within_rounding, value, recorded))
+    try:
+        number, expected = float(value), float(recorded)
+    except (TypeError, ValueError):
+        return bool(value == recorded)
+    if isinstance(value, bool) or np.isnan(expected):
+        return bool(value == recorded) or (np.isnan(number) and np.isnan(expected))
+    return number == pytest.approx(expected, rel=NUMBERS_REL, abs=1e-12)
 
 
 def check(section: str, name: str, value: Any) -> None:
-    """Compare with the recorded value, or record it."""
+    """Compare with the recorded value within rounding, or record it."""
     golden = json.loads(GOLDEN.read_text()) if GOLDEN.is_file() else {}
     if RECORD:
         golden.setdefault(section, {})[name] = value
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
         return
-    assert value == golden[section][name], f"{section}/{name} changed"
+    assert same_within_rounding(value, golden[section][name]), f"{section}/{name} changed: {value}"
+
+
+def check_masks(masks: dict[str, np.ndarray]) -> None:
+    """Each mask differs from the recorded one in at most MASK_PIXELS of its pixels, or record them."""
+    if RECORD:
+        np.savez_compressed(GOLDEN_MASKS, **{name: np.packbits(mask) for name, mask in masks.items()})
+        return
+    with np.load(GOLDEN_MASKS) as golden:
+        assert sorted(golden.files) == sorted(masks)
+        for name, mask in masks.items():
+            recorded = np.unpackbits(golden[name], count=mask.size).reshape(mask.shape).astype(bool)
+            changed = int((recorded != mask).sum())
+            assert changed <= MASK_PIXELS * mask.size, f"{name}: {changed} pixels changed"
 
 
 @pytest.mark.slow
@@ -101,9 +131,9 @@ def test_predict_writes_the_same_masks(tmp_path: Path) -> None:
     done = skinnet("predict", str(SAMPLES / "images"), "--out", str(tmp_path), "--backend", "torch",
                    "--progress", "off")
     assert done.returncode == 0, done.stderr[-3000:]
-    masks = {path.name: sha256(path) for path in sorted(tmp_path.glob("*_segmentation.png"))}
+    masks = {path.stem: np.asarray(Image.open(path)) > 0 for path in sorted(tmp_path.glob("*_segmentation.png"))}
     assert len(masks) == 40
-    check("predict_masks", "default", masks)
+    check_masks(masks)
 
 
 @pytest.mark.slow
@@ -131,7 +161,7 @@ def test_a_tiny_seeded_train_writes_the_same_log_and_weights(recipe: str, tmp_pa
     log = {"columns": list(rows[0]), "rows": [{key: value for key, value in row.items() if key != "seconds"}
                                              for row in rows]}
     check("train_logs", recipe, log)
-    tensors, config = weights_digest(fold / "best.safetensors")
+    tensors, config = weights_summary(fold / "best.safetensors")
     check("train_weights", recipe, tensors)
     check("train_stored_configs", recipe, config)
     check("train_files", recipe, sorted(path.name for path in fold.iterdir()))
