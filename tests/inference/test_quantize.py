@@ -179,8 +179,9 @@ def test_the_packaged_int8_masks_agree_with_float32_on_images_it_was_not_calibra
         agreement.append(image_metrics(masks["float32"], masks["int8"])["DC"])
         for name, mask in masks.items():
             scores[name].append(image_metrics(truth, mask)["DC"])
-    # Recorded 2026-12-03 on the 40 samples: agreement mean 0.970 (min 0.834), DC against the masks 0.876 for
-    # int8 and 0.871 for float32. The masks differ by a few border pixels; the scores do not.
+    # Recorded 2026-12-04 on the 40 samples with the 10-epoch model: agreement mean 0.989 (min 0.880), DC against
+    # the masks 0.886 for int8 and 0.887 for float32 (5-epoch model: 0.970, 0.834, 0.876, 0.871). The masks
+    # differ by a few border pixels; the scores do not.
     assert np.mean(agreement) > 0.96 and min(agreement) > 0.8, agreement
     assert np.mean(scores["int8"]) > np.mean(scores["float32"]) - 0.01, {k: np.mean(v) for k, v in scores.items()}
 
