@@ -31,7 +31,8 @@ context, is unsafe (a child can deadlock on a lock another thread held, and CUDA
 fork). ``spawn`` is safe but imports torch again in every worker (seconds each). The fork server is a
 fresh process that imports this module (and torch) once; each worker is then a cheap fork of it, with no
 thread, no model and no device state inherited. Workers ignore Ctrl-C (this process stops the run: batches in
-flight finish) and end when this process ends, even by ``kill -9``.
+flight finish) and end when this process ends, even by ``kill -9``. What runs in a worker is
+:mod:`skinnet.batch.process_worker`; this module is the main process's side.
 """
 
 from __future__ import annotations
@@ -40,28 +41,22 @@ import copy
 import multiprocessing
 import os
 import queue
-import select
-import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
-from skinnet.batch.local import Outcome, Reader, predict_batch, run_local
+from skinnet.batch.local import Outcome, Reader, run_local
+from skinnet.batch.process_worker import RemoteModel, run_batch, start_only, start_worker
 from skinnet.batch.store import OutputStore, WorkItem
 from skinnet.batch.writers import DicomSegWriter, FindingsWriter, MaskWriter, OverlayWriter
-from skinnet.config import Config
 from skinnet.data.io import read_image
 from skinnet.inference.ensemble import Ensemble
 from skinnet.inference.model_spec import ModelSpec
-from skinnet.inference.postprocess import apply_postprocessing
 from skinnet.inference.predictor import Predictor
-from skinnet.inference.segmenter import Segmenter, TorchBackend, output_shape
+from skinnet.inference.segmenter import TorchBackend
 
 NETWORKS = ("auto", "workers", "main")
 # Writers that use the mask but never the probability map: with only these, masks may be made on the device.
@@ -70,166 +65,11 @@ POLL_SECONDS = 0.05
 # ``skinnet predict`` runs fewer images in threads: starting the fork server and the workers' models takes
 # seconds (about 2 s on an idle 2-core machine), more than processes gain on a small run.
 MIN_IMAGES = 200
-_WORKER: dict[str, Any] = {}  # in a worker process: its predictor, store, reader and batch size
-
-
-class Stopped(RuntimeError):
-    """In a worker: the run stopped (an error or Ctrl-C in the main process) before this batch's network pass."""
-
-
-@dataclass(frozen=True)
-class Member:
-    """What a worker needs to stand in for one segmenter of the main process (no weights)."""
-
-    config: Config
-    batch_size: int
-    postprocess: tuple[str, ...]
-    threshold: float
-
-
-@dataclass(frozen=True)
-class RemoteModel:
-    """The stand-in for the main process's model: one member for a segmenter, several for an ensemble."""
-
-    members: tuple[Member, ...]
-    ensemble: bool
-    postprocess: tuple[str, ...]
-    threshold: float
-    device_masks: bool
-
-    @classmethod
-    def of(cls, predictor: Predictor, device_masks: bool) -> RemoteModel | None:
-        """The stand-in of a :class:`Segmenter` or an :class:`Ensemble` of them; ``None`` for another model."""
-        segmenters = predictor.members if isinstance(predictor, Ensemble) else [predictor]
-        if not all(isinstance(member, Segmenter) for member in segmenters):
-            return None
-        members = tuple(Member(m.config, m.batch_size, tuple(m.postprocess), m.threshold) for m in segmenters)
-        return cls(members, isinstance(predictor, Ensemble), tuple(predictor.postprocess), predictor.threshold,
-                   device_masks and not isinstance(predictor, Ensemble))
-
-    def attach(self, channel: Channel) -> Predictor:
-        """The worker's predictor: the same thresholds and post-processing, the network behind ``channel``."""
-        members = [RemoteSegmenter(member, channel, index if self.ensemble else None, self.device_masks)
-                   for index, member in enumerate(self.members)]
-        if not self.ensemble:
-            return members[0]
-        return Ensemble(members, threshold=self.threshold, postprocess=list(self.postprocess))
-
-
-class Channel:
-    """A worker's line to the network in the main process: one request, one reply, per batch."""
-
-    def __init__(self, slot: int, requests: Any, replies: Any) -> None:
-        self.slot, self.requests, self.replies = slot, requests, replies
-
-    def __call__(self, member: int | None, batch: np.ndarray, shapes: list[tuple[int, int]] | None = None) -> Any:
-        self.requests.put((self.slot, member, batch, shapes))
-        reply = self.replies.get()
-        if reply is None:
-            raise Stopped("the run stopped before this batch reached the network")
-        return reply
-
-
-class RemoteSegmenter(Segmenter):
-    """A :class:`Segmenter` in a worker process whose network part runs in the main process.
-
-    Everything else is the segmenter's own code: resizing, colour constancy and normalisation before, the
-    resize back, threshold and post-processing after. With ``device_masks`` the main process sends back
-    thresholded ``uint8`` masks at each image's size instead of probabilities (see :meth:`to_mask`).
-    """
-
-    def __init__(self, member: Member, channel: Channel, index: int | None, device_masks: bool) -> None:
-        super().__init__(channel, member.config, batch_size=member.batch_size, tta=False,
-                         postprocess=list(member.postprocess))
-        self._threshold = member.threshold  # the main process's, as it resolved it
-        self.channel, self.index, self.device_masks = channel, index, device_masks
-
-    def network(self, batch: np.ndarray) -> np.ndarray:
-        return self.channel(self.index, batch)
-
-    def predict_proba_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if not self.device_masks:
-            return super().predict_proba_batch(images)
-        out: list[np.ndarray] = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            out.extend(self.channel(self.index, self.network_inputs(chunk), [output_shape(im) for im in chunk]))
-        return out
-
-    def to_mask(self, probability: np.ndarray) -> np.ndarray:
-        """A ``uint8`` map is a mask thresholded on the device (``device_masks``): only post-processing is
-        left; a probability map (a device mask that came out empty, for the empty-mask fallback) as always."""
-        if probability.dtype == np.uint8:
-            return apply_postprocessing(probability.astype(bool), self.postprocess)
-        return super().to_mask(probability)
 
 
 def _device_type(predictor: Predictor) -> str:
     first = predictor.members[0] if isinstance(predictor, Ensemble) else predictor
     return str(getattr(first, "device", "cpu")).split(":")[0]
-
-
-def _start_worker(parent: int, spec: ModelSpec | None, remote: RemoteModel | None, requests: Any,
-                  replies: list[Any], slots: Any, ready: Any) -> None:
-    """A worker's set-up, once: its model (loaded from ``spec``, or ``remote``'s stand-in) and its share of
-    the machine."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process stops the run
-    _end_with_parent(parent)
-    import cv2
-
-    cv2.setNumThreads(1)  # the workers are the parallelism: no pool of OpenCV threads inside each
-    slot = slots.get()
-    if spec is not None:
-        _WORKER["predictor"] = spec.load()
-    else:
-        _WORKER["predictor"] = remote.attach(Channel(slot, requests, replies[slot]))
-    ready.put(slot)
-
-
-def _end_with_parent(parent: int) -> None:
-    """End this worker as soon as the main process ends, even by SIGKILL.
-
-    Its parent is the fork server, not the main process, and the fork server lives as long as any worker
-    does (each holds its liveness pipe), so neither a parent-death signal nor a pipe would fire: a thread
-    waits on the main process itself (a pidfd on Linux; elsewhere it polls every 0.2 s).
-    """
-    try:
-        handle = os.pidfd_open(parent)
-    except (AttributeError, OSError):
-        handle = None
-
-    def watch() -> None:
-        if handle is not None:
-            select.select([handle], [], [])  # readable once the process has ended
-        else:
-            while _alive(parent):
-                time.sleep(0.2)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="skinnet-main-watch").start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _ready() -> None:
-    """A task that only makes a worker start (the pool starts them as tasks come)."""
-
-
-def _predict(items: Sequence[WorkItem], store: OutputStore, batch_size: int, reader: Reader,
-             masks: bool) -> list[Outcome]:
-    """A worker's task: one batch from file to outputs, as in one process."""
-    predictor = _WORKER["predictor"]
-    if isinstance(predictor, RemoteSegmenter):
-        predictor.device_masks = masks
-    return predict_batch(predictor, items, store, batch_size, False, reader)
 
 
 class _Server:
@@ -328,11 +168,11 @@ class ProcessExecutor:
             spec = None if main else replace(self.spec.absolute(), threads=threads)
             remote = RemoteModel.of(self.predictor, False) if main else None
             ready = context.Queue()
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=start_worker,
                                              initargs=(os.getpid(), spec, remote, self._requests, self._replies,
                                                        slots, ready))
             self._slots = slots
-            starting = [self._pool.submit(_ready) for _ in range(self.workers)]
+            starting = [self._pool.submit(start_only) for _ in range(self.workers)]
             count = 0
             while count < self.workers:  # every worker has loaded its model, or one failed to
                 try:
@@ -390,7 +230,8 @@ class ProcessExecutor:
         try:
             while batches or window:
                 while batches and len(window) < 2 * self.workers:
-                    window.append(self._pool.submit(_predict, batches.popleft(), store, batch_size, reader, masks))
+                    batch = batches.popleft()
+                    window.append(self._pool.submit(run_batch, batch, store, batch_size, reader, masks))
                 while server is not None and not window[0].done():
                     server.serve(POLL_SECONDS)
                 batch = window.popleft().result()
