@@ -33,7 +33,8 @@ from dicom_factory import (
 )
 from PIL import Image
 
-from skinnet.data.dicom import MAX_DATASET_BYTES, MAX_READS, read_dicom
+from skinnet.data.dicom import read_dicom
+from skinnet.data.dicom_parse import MAX_DATASET_BYTES, MAX_READS
 from skinnet.data.io import InputError, read_image
 
 IMAGE = Path(__file__).resolve().parents[2] / "skinnet" / "sample_data" / "images" / "ISIC_0000025.jpg"
