@@ -20,23 +20,6 @@ from skinnet.inference.segmenter import Segmenter, full_size
 from skinnet.metrics import image_metrics
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory, sample_data: Path) -> Path:
-    """Seven real images of several sizes, a truncated JPEG and an empty file."""
-    folder = tmp_path_factory.mktemp("images")
-    for index, path in enumerate(sorted((sample_data / "images").glob("*.jpg"))[:7]):
-        Image.open(path).resize((80 + 16 * index, 64 + 8 * index)).save(folder / path.name, quality=95)
-    data = (sample_data / "images" / "ISIC_0000025.jpg").read_bytes()
-    (folder / "cut.jpg").write_bytes(data[: len(data) // 3])
-    (folder / "empty.jpg").write_bytes(b"")
-    return folder
-
-
-@pytest.fixture()
-def one_thread() -> None:
-    torch.set_num_threads(1)  # as each worker's network runs: the same rounding
-
-
 def outputs(folder: Path) -> dict[str, bytes]:
     """The images' outputs and the table (the journal names processes, so it differs)."""
     return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
