@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sr_content import sr_content
 
 from skinnet.data.dicom import read_dicom
 from skinnet.data.io import read_image, read_mask
@@ -35,27 +36,6 @@ def test_derived_uids_are_uuid_uids_of_their_parts() -> None:
         assert re.fullmatch(r"2\.25\.[1-9][0-9]*", uid) and len(uid) <= 64
 
 
-def sr_items(sr) -> dict[str, object]:
-    out: dict[str, object] = {}
-
-    def walk(items) -> None:
-        for item in items:
-            name = item.ConceptNameCodeSequence[0].CodeMeaning
-            if item.ValueType == "NUM":
-                value = item.MeasuredValueSequence[0]
-                out[name] = (float(value.NumericValue), value.MeasurementUnitsCodeSequence[0].CodeValue)
-            elif item.ValueType == "CODE":
-                out.setdefault(name, item.ConceptCodeSequence[0].CodeMeaning)
-            elif item.ValueType == "IMAGE":
-                reference = item.ReferencedSOPSequence[0]
-                out.setdefault(name, (reference.ReferencedSOPInstanceUID, reference.get("ReferencedFrameNumber")))
-            if "ContentSequence" in item:
-                walk(item.ContentSequence)
-
-    walk(sr.ContentSequence)
-    return out
-
-
 @pytest.mark.parametrize("spacing", [True, False], ids=["mm", "pixels"])
 def test_the_sr_reports_the_measurements_of_a_real_mask(make_dicom: Callable, tmp_path: Path,
                                                         spacing: bool) -> None:
@@ -76,7 +56,7 @@ def test_the_sr_reports_the_measurements_of_a_real_mask(make_dicom: Callable, tm
     seg = build_dicom_seg(source.dataset, mask, "model.safetensors", "abab", "2.25.1", "2.25.2")
     sr = build_measurement_report(source.dataset, seg, finding, "2.25.3", "2.25.4")
     sr.save_as(tmp_path / "sr.dcm", enforce_file_format=True)
-    items = sr_items(dcmread(tmp_path / "sr.dcm"))
+    items = sr_content(dcmread(tmp_path / "sr.dcm"))
     if spacing:
         assert items["Area"] == (pytest.approx(measured.area_mm2), "mm2")
         assert items["Diameter"] == (pytest.approx(measured.max_diameter_mm), "mm")

@@ -18,6 +18,7 @@ import pytest
 from crafted import deflate_bomb, malformed, variant
 from node_harness import Orthanc, dciodvfy, dicom_images, store
 from relay import Relay, free_port
+from sr_content import sr_content
 
 pytestmark = pytest.mark.slow
 SEG_CLASS, SR_CLASS = "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.33"
@@ -42,28 +43,6 @@ def predicted(files: list[Path], out: Path) -> tuple[dict[str, np.ndarray], dict
     with open(out / "m.csv", newline="") as handle:
         rows = {row["id"]: row for row in csv.DictReader(handle)}
     return {path.stem: read_mask(out / f"{path.stem}_segmentation.png") for path in files}, rows
-
-
-def sr_values(sr) -> dict[str, object]:
-    """Name -> value of the SR's numeric and code items, and its algorithm's version (the model SHA-256)."""
-    out: dict[str, object] = {}
-
-    def walk(items) -> None:
-        for item in items:
-            name = item.ConceptNameCodeSequence[0].CodeMeaning
-            if item.ValueType == "NUM":
-                value = item.MeasuredValueSequence[0]
-                out[name] = (float(value.NumericValue), value.MeasurementUnitsCodeSequence[0].CodeValue)
-            elif item.ValueType == "CODE":
-                out.setdefault(name, item.ConceptCodeSequence[0].CodeMeaning)
-            elif item.ValueType == "TEXT":
-                out.setdefault(name, item.TextValue)
-                out.setdefault("texts", []).append(item.TextValue)
-            if "ContentSequence" in item:
-                walk(item.ContentSequence)
-
-    walk(sr.ContentSequence)
-    return out
 
 
 def results_of(orthanc: Orthanc, study: str) -> dict[str, dict[str, object]]:
@@ -132,7 +111,7 @@ def test_images_sent_by_cstore_come_back_as_seg_and_sr_in_their_study(orthanc: O
         assert (seg.SOPInstanceUID, sr.SOPInstanceUID) == (uids["seg"], uids["sr"])
         # the report: TID 1500, its measurements those of predict --measurements
         assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
-        values, row = sr_values(sr), rows[path.stem]
+        values, row = sr_content(sr), rows[path.stem]
         assert values["Area"][1] == "mm2" and values["Area"][0] == pytest.approx(float(row["area_mm2"]))
         assert values["Diameter"][1] == "mm"
         assert values["Diameter"][0] == pytest.approx(float(row["max_diameter_mm"]))
